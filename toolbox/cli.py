@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import traceback
 from typing import Sequence
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:  # a step not built yet
-            if e.name == name:
+            if e.name and name.startswith(e.name):
                 continue
             raise
         module.register(sub, common)
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     args.workspace = Workspace(getattr(args, "workspace", None))
     job = _JobRecord(args.command, argv, args.workspace) if args.command in JOB_KINDS else None
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # UI cancel and `kill` end a job like Ctrl-C
     try:
         code = int(args.func(args) or 0)
     except ToolboxError as e:
@@ -91,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if job:
         job.finish(code, None)
     return code
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
 
 
 class _JobRecord:
