@@ -1,0 +1,144 @@
+"""The web toolbox: a Gradio wizard over every step (Data → Train → Evaluate → Export & deploy → Predict).
+
+`python app.py [--host 127.0.0.1] [--port 7860] [--auth USER:PASS] [--data-dir DIR ...] [--root-path P]
+[--workspace DIR] [--demo full|small|none]`. Each page lives in its own module and calls the same
+Python functions as the CLI; long steps run as CLI jobs (toolbox.ui.jobs). The same functions are API
+endpoints (`gr.api`, named like the CLI commands), so `gradio_client` can script the toolbox.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .safety import ENV_AUTH, PathGuard, allowed_dirs, disable_analytics, resolve_auth
+
+disable_analytics()  # before gradio is imported anywhere
+
+import gradio as gr  # noqa: E402
+
+from ..errors import EXIT_USAGE, ToolboxError  # noqa: E402
+from ..workspace import ENV_WORKSPACE, Workspace  # noqa: E402
+from .jobs import JobManager  # noqa: E402
+from .widgets import CSS, AppContext, badge  # noqa: E402
+
+ENV_DEMO = "TOOLBOX_DEMO"  # full | small | none: the demo dataset prepared at start-up
+DEMO_SIZES = {"full": dict(num_train=120, num_val=30, image_size=320),
+              "small": dict(num_train=16, num_val=8, image_size=160, num_classes=3)}
+
+# (tab label, module) in wizard order; each module has build(ctx) and optionally api(ctx)
+PAGES = (
+    ("1 · Data", "toolbox.ui.data"),
+    ("2 · Train", "toolbox.ui.train"),
+    ("3 · Evaluate", "toolbox.ui.evaluate"),
+    ("4 · Export & deploy", "toolbox.ui.export"),
+    ("5 · Predict", "toolbox.ui.predict"),
+    ("Runs", "toolbox.ui.runs"),
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python app.py", description="The RT-DETR toolbox in your browser.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; any other needs --auth)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--auth", default=None,
+                   help=f"USER:PASS required to open the app (also ${ENV_AUTH}); needed off loopback")
+    p.add_argument("--data-dir", action="append", default=[], metavar="DIR",
+                   help="a folder whose datasets the UI may read (repeatable; default /home/aistudio "
+                        "when it exists); the workspace is always allowed")
+    p.add_argument("--root-path", default=None,
+                   help="URL prefix when served behind a proxy (AI Studio, JupyterHub)")
+    p.add_argument("--workspace", default=None,
+                   help=f"workspace folder (default ${ENV_WORKSPACE} or ./workspace)")
+    p.add_argument("--demo", choices=sorted([*DEMO_SIZES, "none"]), default=os.environ.get(ENV_DEMO, "full"),
+                   help=f"prepare the built-in demo dataset at start-up (default full; ${ENV_DEMO})")
+    return p.parse_args(argv)
+
+
+def prepare_demo(ws: Workspace, size: str = "full") -> str | None:
+    """Generate and import the demo dataset into the workspace once (skipped when already there)."""
+    if size == "none":
+        return None
+    from ..data.demo import DEMO_NAME, generate
+
+    if (ws.datasets / DEMO_NAME / "annotations" / "instance_train.json").is_file():
+        return DEMO_NAME
+    t0 = time.time()
+    print(f"preparing the demo dataset in {ws.datasets / DEMO_NAME} (first start only)…", flush=True)
+    from ..data import api as data_api
+
+    src = Path(tempfile.mkdtemp(prefix=".demo-", dir=ws.root))
+    try:
+        generate(src / DEMO_NAME, **DEMO_SIZES[size])
+        data_api.check(str(src / DEMO_NAME), name=DEMO_NAME, workspace=ws)
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+    print(f"demo dataset ready ({time.time() - t0:.1f} s)", flush=True)
+    return DEMO_NAME
+
+
+def upload_dir() -> Path:
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="RT-DETR Toolbox", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# RT-DETR Toolbox\n"
+            "Train a real-time object detector on your own pictures, without writing code. "
+            "Walk the steps from left to right: **check your data**, **train**, **evaluate**, "
+            "**export** for your device and **try it** on an image. Long steps run as background jobs: "
+            "close the tab whenever you like, they keep going (see *Runs*).\n\n"
+            f"<span class='tb-step'>Workspace: <code>{ctx.workspace.root}</code></span>",
+            elem_classes=["tb-hero"])
+        with gr.Tabs(elem_id="tb-tabs"):
+            for label, module_name in PAGES:
+                with gr.Tab(label, id=module_name.rsplit(".", 1)[-1], elem_id=f"tab-{module_name.rsplit('.', 1)[-1]}"):
+                    _build_page(ctx, module_name)
+    return demo
+
+
+def _build_page(ctx: AppContext, module_name: str) -> None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        gr.Markdown(f"{badge('queued', 'not available')} This step needs `{e.name}`, which is not "
+                    "installed or not built yet.")
+        return
+    module.build(ctx)
+    if hasattr(module, "api"):
+        module.api(ctx)
+
+
+def make_context(workspace: Workspace, data_dirs: list[str] | None = None) -> AppContext:
+    ws = workspace.ensure()
+    guard = PathGuard(allowed_dirs(ws.root, data_dirs), extra_readable=[upload_dir()])
+    jobs = JobManager(ws)
+    return AppContext(workspace=ws, jobs=jobs, guard=guard)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        auth = resolve_auth(args.host, args.auth)
+        ctx = make_context(Workspace(args.workspace), args.data_dir)
+        ctx.settings["demo"] = prepare_demo(ctx.workspace, args.demo)
+    except ToolboxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code if e.exit_code else EXIT_USAGE
+    ctx.jobs.start_background()
+    app = build_app(ctx)
+    print(f"workspace: {ctx.workspace.root}; readable folders: "
+          + ", ".join(str(p) for p in ctx.guard.allowed), flush=True)
+    app.queue(default_concurrency_limit=4).launch(
+        server_name=args.host, server_port=args.port, auth=auth, root_path=args.root_path,
+        allowed_paths=[str(ctx.workspace.root)], show_error=True, footer_links=["api"],
+        theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"), css=CSS)
+    return 0

@@ -1,0 +1,103 @@
+"""What the web UI may touch and who may reach it.
+
+The toolbox reads datasets and writes models on the machine it runs on, so the app:
+- binds 127.0.0.1 unless told otherwise, and refuses a non-loopback host without a password
+  (`--auth USER:PASS` or the TOOLBOX_AUTH environment variable);
+- only reads paths typed into the UI that lie under the workspace or a `--data-dir` folder
+  (default extra folder: /home/aistudio when it exists, where AI Studio mounts datasets);
+- turns Gradio's analytics off unless the user set GRADIO_ANALYTICS_ENABLED themselves (these
+  machines are often offline, and users may not want telemetry).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from ..errors import UsageError
+
+ENV_AUTH = "TOOLBOX_AUTH"
+AISTUDIO_HOME = Path("/home/aistudio")
+
+
+def disable_analytics() -> None:
+    """Default GRADIO_ANALYTICS_ENABLED to False; must run before `import gradio`."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or 0.0.0.0-like wildcard: reachable from elsewhere
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """'user:pass' → (user, pass); None or '' → None. The password may contain ':'."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise UsageError("--auth must be USER:PASS with a non-empty user and password "
+                         f"(also accepted from ${ENV_AUTH})")
+    return user, password
+
+
+def resolve_auth(host: str, auth: str | None) -> tuple[str, str] | None:
+    """The credentials to launch with; refuses a host other machines can reach without them."""
+    creds = parse_auth(auth or os.environ.get(ENV_AUTH))
+    if creds is None and not is_loopback(host):
+        raise UsageError(f"--host {host} lets other machines reach the toolbox: pass --auth USER:PASS "
+                         f"(or set ${ENV_AUTH}), or bind 127.0.0.1")
+    return creds
+
+
+def allowed_dirs(workspace: Path, data_dirs: list[str] | None = None) -> list[Path]:
+    """The folders the UI may read from: the workspace, each --data-dir, /home/aistudio if present."""
+    dirs = [Path(workspace).resolve()]
+    given = list(data_dirs or [])
+    if not given and AISTUDIO_HOME.is_dir():
+        given.append(str(AISTUDIO_HOME))
+    for d in given:
+        p = Path(d).expanduser().resolve()
+        if not p.is_dir():
+            raise UsageError(f"--data-dir {d} is not a folder")
+        if p not in dirs:
+            dirs.append(p)
+    return dirs
+
+
+class PathGuard:
+    """Checks user-typed paths against the allowed folders (symlinks resolved first)."""
+
+    def __init__(self, allowed: list[Path], extra_readable: list[Path] | None = None):
+        self.allowed = [Path(p).resolve() for p in allowed]
+        # Gradio's own upload folder: files the user uploaded through the browser
+        self.extra = [Path(p).resolve() for p in (extra_readable or [])]
+
+    def check(self, text: str | os.PathLike) -> Path:
+        """The resolved path, or UsageError saying which folders are allowed."""
+        raw = str(text).strip().strip('"').strip("'")
+        if not raw:
+            raise UsageError("no path given: type a folder or archive path, or upload a file")
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = self.allowed[0] / path
+        path = path.resolve()
+        for root in self.allowed + self.extra:
+            if path == root or root in path.parents:
+                return path
+        listed = ", ".join(str(p) for p in self.allowed)
+        raise UsageError(f"{raw} is outside the folders this toolbox may read ({listed}); "
+                         "start the app with --data-dir FOLDER to allow another one")
+
+    def allows(self, text: str | os.PathLike) -> bool:
+        try:
+            self.check(text)
+            return True
+        except UsageError:
+            return False
