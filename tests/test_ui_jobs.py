@@ -1,0 +1,117 @@
+"""The UI's job manager (toolbox/ui/jobs.py): registry first, own process group, per-device queue,
+cancel, and a manager that restarts (a new app process) finding everything again."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from toolbox.ui.jobs import JobManager, devices_conflict, job_devices, last_error_line, tail
+
+
+def test_job_devices():
+    assert job_devices(["--device", "cpu"]) == {"cpu"}
+    assert job_devices(["--device=gpu"]) == {"gpu:0"}
+    assert job_devices(["--device", "gpu:0,1"]) == {"gpu:0", "gpu:1"}
+    assert job_devices(["--dataset", "x"]) == {"default"}
+    assert devices_conflict({"gpu:0", "gpu:1"}, {"gpu:1"})
+    assert not devices_conflict({"gpu:0"}, {"gpu:1"})
+    assert not devices_conflict({"cpu"}, {"gpu:0"})
+    assert devices_conflict({"default"}, {"gpu:3"})
+
+
+def test_tail_collapses_progress_bars(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text("start\nstep 1\r step 2\r step 3\nerror: the dataset 'x' does not exist\n")
+    assert tail(log) == "start\n step 3\nerror: the dataset 'x' does not exist"
+    assert last_error_line(str(log)) == "the dataset 'x' does not exist"
+    assert tail(tmp_path / "missing.log") == ""
+
+
+def _group(seconds: int = 120) -> subprocess.Popen:
+    """A real process group of two processes, like a CLI job started in a terminal."""
+    return subprocess.Popen(["bash", "-c", f"sleep {seconds} & sleep {seconds}; wait"], start_new_session=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_failed_cli_job_records_its_error(workspace):
+    """A job whose CLI refuses its arguments ends as failed with the CLI's own one-line error."""
+    jobs = JobManager(workspace)
+    job_id = jobs.submit("eval", ["--run", "no-such-run", "--bogus-option"], name="no-such-run")
+    row = jobs.registry.get(job_id)
+    assert row["status"] == "running" and row["pid"] and row["pgid"] == row["pid"]
+    assert os.getpgid(0) != row["pgid"]  # its own process group
+    row = jobs.wait(job_id, timeout=120)
+    assert row["status"] == "failed"
+    assert row["exit_code"] in (1, 2, 3)
+    assert row["error"] and "Traceback" not in row["error"]
+    assert "python -m toolbox eval --run no-such-run" in tail(row["log_path"])
+
+
+def test_one_training_job_per_device(workspace):
+    """A second training job on a busy device waits as queued, and starts once the device is free."""
+    reg = workspace.registry()
+    terminal = _group()
+    try:
+        # a training job on the CPU started from a terminal (the CLI registered it itself)
+        busy = reg.add("train", ["train", "--dataset", "d", "--device", "cpu"], pid=terminal.pid, pgid=terminal.pid)
+        jobs = JobManager(workspace)
+        queued = jobs.submit("train", ["--dataset", "missing", "--model", "tiny-test", "--device", "cpu",
+                                       "--run", "r2"], name="r2")
+        other = jobs.submit("eval", ["--run", "nothing"], name="x")  # not a training job: starts at once
+        assert jobs.registry.get(queued)["status"] == "queued"
+        assert jobs.registry.get(other)["status"] in ("running", "failed")
+        # a second manager (the app restarted) sees the same queue and the terminal job
+        again = JobManager(workspace)
+        assert {r["id"] for r in again.jobs()} >= {busy, queued, other}
+        assert again.schedule() == []
+        # cancel the terminal job through the new manager: its whole process group goes
+        children = subprocess.run(["pgrep", "-g", str(terminal.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 2
+        assert "stop requested" in again.cancel(busy)
+        terminal.wait(timeout=10)
+        deadline = time.time() + 10
+        while any(_alive(int(p)) for p in children) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(int(p)) for p in children)
+        # the device is free now: the queued job starts (and fails fast on its missing dataset)
+        again.poll()
+        assert again.registry.get(busy)["status"] == "failed"  # it could not record its own end
+        assert again.registry.get(queued)["status"] in ("running", "failed")
+        row = again.wait(queued, timeout=120)
+        assert row["status"] == "failed" and row["error"]
+    finally:
+        if terminal.poll() is None:
+            os.killpg(terminal.pid, signal.SIGKILL)
+
+
+def test_cancel_queued_job(workspace):
+    terminal = _group()
+    try:
+        workspace.registry().add("train", ["train", "--device", "gpu:0"], pid=terminal.pid, pgid=terminal.pid)
+        jobs = JobManager(workspace)
+        job_id = jobs.submit("train", ["--dataset", "d", "--device", "gpu:0,1"], name="later")
+        assert jobs.registry.get(job_id)["status"] == "queued"
+        assert "will not start" in jobs.cancel(job_id)
+        row = jobs.registry.get(job_id)
+        assert row["status"] == "cancelled" and row["exit_code"] == 130 and not row["pid"]
+    finally:
+        os.killpg(terminal.pid, signal.SIGKILL)
+        terminal.wait()
+
+
+def test_unknown_kind(workspace):
+    from toolbox.errors import UsageError
+    with pytest.raises(UsageError):
+        JobManager(workspace).submit("predict", [])
