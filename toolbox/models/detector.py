@@ -17,7 +17,7 @@ import paddle.nn as nn
 from .decoder import RTDETRTransformer
 from .hybrid_encoder import HybridEncoder
 from .losses import DINOLoss
-from .postprocess import postprocess
+from .postprocessing import postprocess
 
 
 class RTDETR(nn.Layer):

@@ -1,5 +1,8 @@
 """RT-DETR post-processing: no NMS, just the K best (query, class) pairs.
 
+(The module is named postprocessing so that ``toolbox.models.postprocess`` stays the function: a
+submodule of the same name would replace the package attribute once imported.)
+
 Scores are sigmoid(logits) (each class is an independent binary classifier, as trained by the
 varifocal loss); the top K over queries x classes are kept, so one query may appear with several
 classes. Boxes go from normalised cxcywh to x1y1x2y2 pixels of the original image (w, h) and are
