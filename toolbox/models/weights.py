@@ -221,3 +221,15 @@ def _numpy_dtype(tensor: paddle.Tensor) -> np.dtype | None:
         return np.dtype(str(tensor.dtype).replace("paddle.", ""))
     except TypeError:
         return None
+
+
+def load_pretrained(model: paddle.nn.Layer, source: str | os.PathLike | None = None, *,
+                    progress: bool = True) -> dict | None:
+    """Load the model's official weights (`model.config["pretrained"]`, checked against
+    `pretrained_sha256`) or `source` when given; "none" (or an empty value) loads nothing → None."""
+    cfg = getattr(model, "config", {}) or {}
+    chosen = cfg.get("pretrained") if source is None else source
+    if chosen is None or str(chosen).strip().lower() in ("", "none", "null"):
+        return None
+    sha = cfg.get("pretrained_sha256") if source is None else None
+    return load_weights(model, chosen, sha256=sha, progress=progress)
