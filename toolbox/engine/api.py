@@ -1,0 +1,236 @@
+"""Python API of the engine step: `toolbox.train`, `toolbox.evaluate`, `toolbox.predict` (the CLI calls these).
+
+    run_dir = toolbox.train(dataset="bccd", model="RT-DETR-R18", epochs=20, pretrained="none")
+    report  = toolbox.evaluate(run=run_dir.name)            # runs/<run>/eval/metrics.json
+    results = toolbox.predict(["photo.jpg"], run=run_dir.name, threshold=0.4)
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..errors import InputError, ToolboxError, UsageError
+from ..events import EventLog
+from ..fileio import write_json
+from ..workspace import Workspace
+
+
+def _ws(workspace: Workspace | str | os.PathLike | None) -> Workspace:
+    return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+
+
+def train(dataset: str | None = None, model: str | None = None, *, config: str | None = None, run: str | None = None,
+          epochs: int | None = None, max_steps: int | None = None, batch_size: int | None = None,
+          grad_accum_steps: int | None = None, lr: float | None = None, warmup_steps: int | None = None,
+          pretrained: str | None = None, resume: bool | str | None = None, init_from: str | None = None,
+          sampling: str | None = None, device: str | None = None, amp: bool | None = None,
+          input_size: int | None = None, num_workers: int | None = None, eval_interval: int | None = None,
+          save_interval: int | None = None, log_interval: int | None = None,
+          early_stop_patience: int | None = None, seed: int | None = None, overrides: Sequence[str] = (),
+          workspace: Workspace | str | None = None, progress: bool = True) -> Path:
+    """Train a model on a workspace dataset; returns runs/<run>/. Options left None come from the recipe.
+
+    `overrides` are `KEY=VALUE` strings like the CLI's `-o`. `resume=True` continues `run`'s last
+    checkpoint; a path continues that checkpoint. Several GPUs need the launcher: use the CLI
+    (`--device gpu:0,1`) or `python -m paddle.distributed.launch`.
+    """
+    from . import distributed as D
+    from .train import train as _train
+
+    if device and D.needs_launch(device):
+        raise UsageError(f"device {device}: several GPUs need paddle.distributed.launch; run "
+                         f"`python -m toolbox train --device {device} ...` (it starts the launcher)")
+    options = dict(dataset=dataset, model=model, config=config, run=run, epochs=epochs, max_steps=max_steps,
+                   batch_size=batch_size, grad_accum_steps=grad_accum_steps, lr=lr, warmup_steps=warmup_steps,
+                   pretrained=pretrained, resume=resume, init_from=init_from, sampling=sampling, device=device,
+                   amp=amp or None, input_size=input_size, num_workers=num_workers, eval_interval=eval_interval,
+                   save_interval=save_interval, log_interval=log_interval,
+                   early_stop_patience=early_stop_patience, seed=seed, overrides=list(overrides or ()))
+    return _train(options, _ws(workspace), progress=progress)
+
+
+def load_model_for_inference(*, run: str | None, model: str | None, weights: str | None,
+                             workspace: Workspace, input_size: int | None = None,
+                             label_list: Sequence[str] | None = None, num_classes: int | None = None):
+    """(model in eval mode, label_list, input_size, weights path, run config or None) from a run or weights."""
+    from . import checkpoint as ckpt
+    from . import config as C
+    from ..models import build_model, load_weights
+
+    if run and model:
+        raise UsageError("give --run NAME or --model NAME --weights PATH, not both")
+    if run:
+        run_dir = workspace.run_dir(run)
+        cfg = C.load(run_dir / "config.yaml")
+        m = cfg["model"]
+        which = weights or "best"
+        if which in ("best", "last"):
+            folder = run_dir / "checkpoints" / which
+            if which == "best" and not (folder / ckpt.PARAMS).is_file():
+                folder = run_dir / "checkpoints" / "last"  # a run without val split has no best
+            if not (folder / ckpt.PARAMS).is_file():
+                raise UsageError(f"run '{run}' has no '{which}' checkpoint yet ({folder})")
+            path = ckpt.resolve(folder) / ckpt.PARAMS
+        else:
+            path = Path(weights).expanduser()
+            path = ckpt.resolve(path) / ckpt.PARAMS if path.is_dir() else path
+        overrides = dict(m.get("overrides") or {})
+        overrides["input_size"] = int(input_size or m["input_size"])
+        if m.get("sampling"):
+            overrides["sampling"] = m["sampling"]
+        net = build_model(m["source"], int(m["num_classes"]), **overrides)
+        labels = list(m["label_list"])
+    elif model:
+        if not weights or weights in ("best", "last"):
+            raise UsageError("--model NAME needs --weights PATH (a checkpoint folder or .pdparams file)")
+        path = Path(weights).expanduser()
+        path = ckpt.resolve(path) / ckpt.PARAMS if path.is_dir() else path
+        if label_list is None:
+            if not num_classes:
+                raise UsageError("--model with --weights needs the classes: --dataset, --labels FILE or --num-classes N")
+            label_list = [str(i) for i in range(int(num_classes))]
+        labels = list(label_list)
+        overrides = {"input_size": int(input_size)} if input_size else {}
+        net = build_model(model, len(labels), **overrides)
+        cfg = None
+    else:
+        raise UsageError("give --run NAME, or --model NAME with --weights PATH")
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such weights file")
+    load_weights(net, str(path))
+    net.eval()
+    if cfg is not None:
+        size = int(input_size or cfg["model"]["input_size"])
+    else:
+        from ..models import load_config
+
+        size = int(input_size or load_config(model).get("input_size") or 640)
+    return net, labels, size, Path(path), cfg
+
+
+def evaluate(run: str | None = None, *, model: str | None = None, weights: str | None = None,
+             dataset: str | None = None, split: str = "val", input_size: int | None = None, batch_size: int = 2,
+             device: str = "cpu", vis_count: int = 8, threshold: float = 0.5,
+             workspace: Workspace | str | None = None, progress: bool = True) -> dict[str, Any]:
+    """COCO-evaluate a run (best checkpoint by default) or `model` + `weights` on a dataset split.
+
+    Writes runs/<run>/eval/: metrics.json (the eval event + pr_curves/ and vis/ paths), pr_curves/*.png,
+    vis/*.jpg, events.jsonl. With `model`, the folder is runs/eval-<model>-<time>/eval/.
+    """
+    from ..data.loader import CocoDetection, dataset_labels
+    from . import distributed as D
+    from .evaluate import run_eval
+
+    ws = _ws(workspace)
+    D.setup_device(device, amp=False)
+    if run:
+        run_dir = ws.run_dir(run)
+    elif model:
+        run_dir = ws.runs / f"eval-{model}-{datetime.now():%Y%m%d-%H%M%S}"
+    else:
+        raise UsageError("give --run NAME, or --model NAME --weights PATH --dataset NAME")
+    out = run_dir / "eval"
+    events = None
+    try:
+        if run:
+            from . import config as C
+
+            cfg = C.load(run_dir / "config.yaml")
+            data_dir = ws.dataset_dir(dataset) if dataset else Path(cfg["data"]["dir"])
+            if not data_dir.is_dir():
+                raise UsageError(f"the run's dataset {data_dir} is gone; pass --dataset NAME")
+            cat_ids = cfg["data"].get("cat_ids")
+            if dataset:
+                cat_ids, names = dataset_labels(data_dir)
+                if list(names) != list(cfg["model"]["label_list"]):
+                    raise InputError(f"dataset {data_dir.name} has classes {names}, the run was trained on "
+                                     f"{cfg['model']['label_list']}")
+            net, labels, size, path, _ = load_model_for_inference(run=run, model=None, weights=weights,
+                                                                  workspace=ws, input_size=input_size)
+        else:
+            if not dataset:
+                raise UsageError("--model with --weights needs --dataset NAME")
+            data_dir = ws.dataset_dir(dataset)
+            cat_ids, names = dataset_labels(data_dir)
+            net, labels, size, path, _ = load_model_for_inference(run=None, model=model, weights=weights,
+                                                                  workspace=ws, input_size=input_size,
+                                                                  label_list=names)
+        data = CocoDetection(data_dir, split, cat_ids)
+        out.mkdir(parents=True, exist_ok=True)
+        for sub in ("pr_curves", "vis"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        events = EventLog(out / "events.jsonl")
+        events.write("start", run=run_dir.name, weights=str(path), dataset=data_dir.name, split=split,
+                     num_images=len(data), input_size=size)
+        report = run_eval(net, data, labels, size, batch_size=batch_size, out_dir=out, vis_count=vis_count,
+                          draw_threshold=threshold, progress=progress)
+        summary = report.pop("summary", "")
+        content = {"epoch": None, "step": None, "metrics": report["metrics"], "per_class": report["per_class"]}
+        from . import checkpoint as ckpt
+
+        info = ckpt.info(Path(path).parent)
+        content["epoch"], content["step"] = info.get("epoch"), info.get("step")
+        event = events.write("eval", **content)
+        metrics = {**event, "run": run_dir.name, "weights": str(path), "dataset": data_dir.name, "split": split,
+                   "input_size": size, "num_images": report["num_images"],
+                   "num_detections": report.get("num_detections", 0), "summary": summary,
+                   "pr_curves": [os.path.relpath(p, out) for p in report["pr_curves"]],
+                   "vis": [os.path.relpath(p, out) for p in report["vis"]]}
+        write_json(out / "metrics.json", metrics)
+        events.end("ok", 0, None)
+    except KeyboardInterrupt:
+        if events:
+            events.end("cancelled", 130, "cancelled by the user")
+        raise
+    except ToolboxError as e:
+        if events:
+            events.end("failed", e.exit_code, str(e))
+        raise
+    except Exception as e:
+        if events:
+            events.end("failed", 3, f"{type(e).__name__}: {e}")
+        raise
+    metrics["path"] = str(out / "metrics.json")
+    return metrics
+
+
+def predict(inputs: str | Path | Iterable[str | Path], *, run: str | None = None, export: str | None = None,
+            model: str | None = None, weights: str | None = None, labels: str | None = None,
+            num_classes: int | None = None, threshold: float = 0.5, input_size: int | None = None,
+            out: str | Path | None = None, device: str = "cpu", video_stride: int = 1,
+            workspace: Workspace | str | None = None, progress: bool = True) -> list[dict]:
+    """Detect objects in images, folders or videos with a run, an export folder, or model + weights.
+
+    Returns one dict per input file (PaddleX shape: input_path, boxes [{cls_id, label, score,
+    coordinate}], plus json_path and vis_path) and writes them, drawn, to `out`
+    (default workspace/predictions/<time>/).
+    """
+    from . import distributed as D
+    from . import predict as P
+
+    ws = _ws(workspace)
+    threshold = P.check_threshold(threshold)
+    if sum(bool(x) for x in (run, export, model)) != 1:
+        raise UsageError("give one of --run NAME, --export NAME|DIR, or --model NAME --weights PATH")
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    files = P.expand_inputs(inputs)
+    if export:
+        predictor = P.export_predictor(ws.export_dir(export))
+    else:
+        D.setup_device(device, amp=False)
+        label_list = None
+        if labels:
+            lp = Path(labels).expanduser()
+            if not lp.is_file():
+                raise UsageError(f"--labels {labels}: no such file")
+            label_list = [ln.strip() for ln in lp.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        net, names, size, _, _ = load_model_for_inference(run=run, model=model, weights=weights, workspace=ws,
+                                                          input_size=input_size, label_list=label_list,
+                                                          num_classes=num_classes)
+        predictor = P.PaddlePredictor(net, names, size)
+    out_dir = Path(out).expanduser() if out else ws.root / "predictions" / f"{datetime.now():%Y%m%d-%H%M%S}"
+    return P.run(predictor, files, out_dir, threshold, video_stride, progress=progress)
