@@ -277,9 +277,6 @@ def _check_split(split: Split, known_cats: set[int], probe: ImageProbe | None, o
         out.add(Issue("schema", img_file(i), None, f"{img_label(i)}: 'file_name' must be a relative path inside "
                       f"images/ (no leading '/', no '..')"), split.name, i, "image")
     name_ok &= ~unsafe
-    for i in np.flatnonzero(~size_ok & name_ok):
-        out.add(Issue("schema", img_file(i), None, f"{img_label(i)} needs positive numbers 'width' and "
-                      f"'height', found {images[i].get('width')!r} x {images[i].get('height')!r}"), split.name, i, "image")
     if len(images):
         dup = pd.Series(img_ids).duplicated(keep="first").to_numpy() & id_ok
         for i in np.flatnonzero(dup):
@@ -313,6 +310,12 @@ def _check_split(split: Split, known_cats: set[int], probe: ImageProbe | None, o
                 out.add(Issue("image_size_mismatch", img_file(i), None,
                               f"{img_label(i)} is {info.width}x{info.height} pixels (EXIF orientation applied) "
                               f"but the annotation says {_fmt(widths[i])}x{_fmt(heights[i])}{hint}"), split.name, i, "image")
+
+    for i in np.flatnonzero(~size_ok & name_ok):
+        if probe is not None and probe(split, i).status in ("missing", "unreadable"):
+            continue  # already reported as a file problem
+        out.add(Issue("schema", img_file(i), None, f"{img_label(i)} needs positive numbers 'width' and "
+                      f"'height', found {images[i].get('width')!r} x {images[i].get('height')!r}"), split.name, i, "image")
 
     # ---- annotations
     n = len(anns)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ...errors import InputError
 from ..source import Source
-from . import coco, roboflow
+from . import coco, labelme, roboflow, voc, yolo
 
-FORMATS = {"coco": coco, "roboflow": roboflow}
+FORMATS = {"coco": coco, "roboflow": roboflow, "yolo": yolo, "voc": voc, "labelme": labelme}
 IGNORED = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 
 

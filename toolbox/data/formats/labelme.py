@@ -1,0 +1,115 @@
+"""LabelMe: one JSON per image ({"shapes": [{"label", "points", "shape_type"}], "imagePath",
+"imageWidth", "imageHeight"}), the image beside it (or where imagePath says).
+
+Rectangles become boxes (two corners, in any order). Any other shape (polygon, circle, line, point,
+mask) is reported as a warning naming the file and label, never dropped silently: draw it as a
+rectangle in LabelMe to use it. Splits: train/, val/ (or valid/), test/ sub-folders when present,
+else everything is train (then `split` makes a val). Class order: a list file (labels.txt,
+label_list.txt, classes.txt) when present, else the sorted labels; category ids 1..N.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..source import Issue, Source, Split, common_parent, load_json, relative
+from .voc import read_label_list
+
+NAME = "labelme"
+FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+EXPECTED = "LabelMe JSON files (with 'shapes' and 'imagePath'), optionally in train/ and val/ folders"
+SKIP = {"annotations", "check"}
+
+
+def _is_labelme(path: Path) -> bool:
+    try:
+        head = path.read_bytes()[:4096]
+    except OSError:
+        return False
+    return b'"shapes"' in head or b'"imagePath"' in head or (b'"shapes"' in path.read_bytes())
+
+
+def _jsons(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.json") if not any(part.startswith(".") for part in p.parts)
+                  and not p.name.startswith("_"))
+
+
+def detect(root: Path) -> bool:
+    for p in _jsons(root)[:5]:
+        if _is_labelme(p):
+            return True
+    return False
+
+
+def read(root: Path) -> Source:
+    src = Source(NAME, root)
+    groups: dict[str, list[Path]] = {}
+    for split, names in FOLDERS.items():
+        for d in names:
+            if (root / d).is_dir():
+                groups[split] = _jsons(root / d)
+                break
+    if not groups:
+        groups["train"] = _jsons(root)
+    label_list, list_file = read_label_list(root)
+    parsed: dict[str, list] = {}
+    labels_seen: set[str] = set()
+    for split, files in groups.items():
+        items = []
+        for path in files:
+            rel = relative(path, root)
+            try:
+                doc = load_json(path)
+            except (ValueError, OSError) as e:
+                src.issues.append(Issue("json_invalid", rel, None, f"cannot read {rel}: {e}"))
+                continue
+            if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+                continue  # not a LabelMe file (e.g. some other JSON in the folder)
+            image_path = path.parent / str(doc.get("imagePath") or (path.stem + ".jpg")).replace("\\", "/")
+            if not image_path.is_file():
+                for ext in (".jpg", ".jpeg", ".png", ".bmp"):
+                    if (path.with_suffix(ext)).is_file():
+                        image_path = path.with_suffix(ext)
+                        break
+            boxes = []
+            for k, shape in enumerate(doc["shapes"]):
+                label = str(shape.get("label", "")).strip() if isinstance(shape, dict) else ""
+                kind = shape.get("shape_type") or "polygon" if isinstance(shape, dict) else "?"
+                points = shape.get("points") if isinstance(shape, dict) else None
+                if kind != "rectangle":
+                    src.issues.append(Issue("shape_not_box", rel, None, f"shape #{k + 1} '{label}' is a {kind}, not a "
+                                            f"rectangle: not used (redraw it as a rectangle to train on it)", "warning"))
+                    continue
+                try:
+                    (xa, ya), (xb, yb) = [(float(p[0]), float(p[1])) for p in points]
+                except (TypeError, ValueError, IndexError):
+                    src.issues.append(Issue("schema", rel, None, f"rectangle #{k + 1} '{label}' needs two corner "
+                                            f"points, found {points!r:.80}"))
+                    continue
+                if not label:
+                    src.issues.append(Issue("schema", rel, None, f"rectangle #{k + 1} has no label"))
+                    continue
+                labels_seen.add(label)
+                boxes.append((label, min(xa, xb), min(ya, yb), abs(xb - xa), abs(yb - ya)))
+            items.append((image_path, rel, doc.get("imageWidth"), doc.get("imageHeight"), boxes))
+        parsed[split] = items
+    names = label_list if label_list is not None else sorted(labels_seen)
+    cat_of = {n: i + 1 for i, n in enumerate(names)}
+    categories = [{"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(names)]
+    base = common_parent([it[0] for items in parsed.values() for it in items]) or root
+    for split, items in parsed.items():
+        images, anns, srcs, files = [], [], [], []
+        for image_path, rel, width, height, boxes in items:
+            image_id = len(images) + 1
+            images.append({"id": image_id, "file_name": relative(image_path, base), "width": width, "height": height})
+            srcs.append(image_path)
+            files.append(rel)
+            for label, x, y, w, h in boxes:
+                if label not in cat_of:
+                    src.issues.append(Issue("category_unknown", rel, None, f"label '{label}' is not in {list_file} "
+                                            f"({', '.join(names[:20])}); add it there or fix the label"))
+                    continue
+                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat_of[label],
+                             "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+        src.splits[split] = Split(split, {"images": images, "annotations": anns, "categories": categories},
+                                  "LabelMe files", None, srcs, files, "coco")
+    return src
