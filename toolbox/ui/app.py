@@ -23,7 +23,7 @@ disable_analytics()  # before gradio is imported anywhere
 
 import gradio as gr  # noqa: E402
 
-from ..errors import EXIT_USAGE, ToolboxError  # noqa: E402
+from ..errors import EXIT_RUNTIME, EXIT_USAGE, ToolboxError  # noqa: E402
 from ..workspace import ENV_WORKSPACE, Workspace  # noqa: E402
 from .jobs import JobManager  # noqa: E402
 from .widgets import CSS, AppContext, badge  # noqa: E402
@@ -101,18 +101,18 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         with gr.Tabs(elem_id="tb-tabs"):
             for label, module_name in PAGES:
                 with gr.Tab(label, id=module_name.rsplit(".", 1)[-1], elem_id=f"tab-{module_name.rsplit('.', 1)[-1]}"):
-                    _build_page(ctx, module_name)
+                    _build_page(ctx, module_name, demo)
     return demo
 
 
-def _build_page(ctx: AppContext, module_name: str) -> None:
+def _build_page(ctx: AppContext, module_name: str, demo: gr.Blocks) -> None:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         gr.Markdown(f"{badge('queued', 'not available')} This step needs `{e.name}`, which is not "
                     "installed or not built yet.")
         return
-    module.build(ctx)
+    module.build(ctx, demo)
     if hasattr(module, "api"):
         module.api(ctx)
 
@@ -137,8 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = build_app(ctx)
     print(f"workspace: {ctx.workspace.root}; readable folders: "
           + ", ".join(str(p) for p in ctx.guard.allowed), flush=True)
-    app.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, auth=auth, root_path=args.root_path,
-        allowed_paths=[str(ctx.workspace.root)], show_error=True, footer_links=["api"],
-        theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"), css=CSS)
+    try:
+        app.queue(default_concurrency_limit=4).launch(
+            server_name=args.host, server_port=args.port, auth=auth, root_path=args.root_path,
+            allowed_paths=[str(ctx.workspace.root)], show_error=True, footer_links=["api"],
+            theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"), css=CSS)
+    except OSError as e:  # port taken, address not on this machine
+        print(f"error: cannot serve on {args.host}:{args.port}: {e} (pick another --port)", file=sys.stderr)
+        return EXIT_RUNTIME
+    finally:
+        ctx.jobs.stop_background()
     return 0

@@ -98,7 +98,7 @@ def job_detail(ctx: AppContext, job_id) -> tuple[str, str, str]:
     return "\n\n".join(lines), progress_html(frac, caption), tail(log_path, lines=60)
 
 
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext, demo: gr.Blocks) -> None:
     gr.Markdown(intro("Runs and jobs",
                       "Every training, evaluation, export and deploy job of this workspace, whether started "
                       "here or from a terminal (`python -m toolbox ...`). Jobs keep running when you close "
@@ -143,3 +143,30 @@ def build(ctx: AppContext) -> None:
                show_progress="hidden")
     cancel.click(do_cancel, [job_id], [message], api_visibility="private").then(
         refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
+
+
+# ---------------------------------------------------------------------- API endpoints
+PUBLIC_FIELDS = ("id", "kind", "name", "args", "status", "exit_code", "error", "started", "ended", "out_dir")
+
+
+def api(ctx: AppContext) -> None:
+    def jobs() -> list[dict]:
+        """Every job of the workspace, newest first: id, kind, name, args, status, exit_code, error, times."""
+        return [{k: r.get(k) for k in PUBLIC_FIELDS} for r in ctx.jobs.jobs()]
+
+    def job(job_id: int) -> dict:
+        """One job: its registry row, progress (0..1 or null), caption, last log/eval/end events."""
+        view = ctx.jobs.view(int(job_id))
+        if view is None:
+            return {"id": int(job_id), "status": "unknown", "error": f"no job {job_id}"}
+        frac, caption = progress_of(view)
+        return {**{k: view.row.get(k) for k in PUBLIC_FIELDS}, "progress": frac, "caption": caption,
+                "last_log": view.last("log"), "last_eval": view.last("eval"), "end": view.last("end")}
+
+    def cancel(job_id: int) -> str:
+        """Cancel a queued or running job (SIGTERM to its process group)."""
+        return ctx.jobs.cancel(int(job_id))
+
+    gr.api(jobs, api_name="jobs")
+    gr.api(job, api_name="job")
+    gr.api(cancel, api_name="cancel")

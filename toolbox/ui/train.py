@@ -1,0 +1,345 @@
+"""Train page: pick a model from the zoo and a dataset, set the options, start / cancel / resume a
+training job, and watch its loss, learning-rate and mAP curves, progress and log live.
+
+Training is a job (`python -m toolbox train ...` in its own process group, see jobs.py); this page only
+builds the command line and follows the run's events.jsonl.
+"""
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from ..errors import ToolboxError, UsageError
+from .follow import Follower
+from .jobs import ACTIVE, JobView
+from .widgets import AppContext, error_md, intro, list_datasets
+
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+TEST_MODEL = "tiny-test"
+
+# (flag, label, kind, help) for every training option; kind: int, float, text, bool, choice:a|b
+OPTIONS = [
+    ("--epochs", "Epochs", "int", "passes over the training images"),
+    ("--max-steps", "Max steps", "int", "stop after this many steps (0: no limit); handy for a quick try"),
+    ("--batch-size", "Batch size (per device)", "int", "images per step on each device; lower it on out-of-memory"),
+    ("--grad-accum-steps", "Gradient accumulation", "int", "steps summed before each update (a bigger effective batch)"),
+    ("--lr", "Learning rate", "float", "blank: the recipe's, scaled to your global batch (the log says which)"),
+    ("--warmup-steps", "Warm-up steps", "int", "linear learning-rate warm-up at the start"),
+    ("--input-size", "Input size", "int", "square training size S in pixels (multiple of 32); blank: the model's"),
+    ("--sampling", "Decoder sampling", "choice:grid|discrete", "discrete: the deployment-friendly RT-DETRv2 variant"),
+    ("--eval-interval", "Evaluate every (epochs)", "int", "how often mAP on the validation set is measured"),
+    ("--save-interval", "Save every (epochs)", "int", "how often the last checkpoint is written"),
+    ("--log-interval", "Log every (steps)", "int", "how often loss and lr are logged (and plotted)"),
+    ("--early-stop-patience", "Early-stop patience", "int", "evaluations without a better AP before stopping; 0: never"),
+    ("--num-workers", "Data workers", "int", "processes decoding images"),
+    ("--seed", "Seed", "int", "same seed, same data order and initialisation"),
+    ("--amp", "Mixed precision (GPU)", "bool", "faster on recent GPUs; ignored on CPU"),
+]
+DEFAULT_KEYS = {"--epochs": "epochs", "--max-steps": "max_steps", "--batch-size": "batch_size",
+                "--grad-accum-steps": "grad_accum_steps", "--lr": "lr", "--warmup-steps": "warmup_steps",
+                "--eval-interval": "eval_interval", "--save-interval": "save_interval",
+                "--log-interval": "log_interval", "--early-stop-patience": "early_stop_patience",
+                "--num-workers": "num_workers", "--seed": "seed", "--amp": "amp"}
+
+
+# ---------------------------------------------------------------------- model zoo
+def zoo_rows() -> list[dict]:
+    """The model-zoo rows (toolbox.models.list_models), flattened for a table."""
+    try:
+        from ..models import list_models
+        models = list_models()
+    except (ImportError, AttributeError):
+        models = []
+    rows = []
+    for m in models:
+        zoo = m.get("zoo") if isinstance(m.get("zoo"), dict) else m
+        rows.append({"model": m.get("name") or m.get("model_name") or m.get("model"),
+                     "backbone": zoo.get("backbone", ""), "COCO AP": zoo.get("ap"), "AP50": zoo.get("ap50"),
+                     "params (M)": zoo.get("params_m"), "GFLOPs": zoo.get("gflops"),
+                     "FPS (T4 TRT fp16)": zoo.get("fps_t4")})
+    return [r for r in rows if r["model"]]
+
+
+def model_names() -> list[str]:
+    names = [r["model"] for r in zoo_rows()]
+    if not names and PIPELINES.is_dir():
+        names = sorted(p.stem for p in PIPELINES.glob("*.yaml") if p.stem != TEST_MODEL)
+    return names
+
+
+def option_defaults(model: str | None) -> dict[str, object]:
+    """The value each option takes when left alone: the recipe defaults overlaid with the model's own."""
+    try:
+        from ..engine.config import TRAIN_DEFAULTS
+        values = dict(TRAIN_DEFAULTS)
+    except ImportError:
+        values = {}
+    cfg = _model_config(model)
+    values.update(cfg.get("train") or {})
+    out: dict[str, object] = {flag: values.get(key) for flag, key in DEFAULT_KEYS.items()}
+    out["--input-size"] = cfg.get("input_size")
+    out["--sampling"] = ((cfg.get("transformer") or {}).get("sampling") or cfg.get("sampling") or "grid")
+    if out.get("--max-steps") is None:
+        out["--max-steps"] = 0
+    return out
+
+
+def _model_config(model: str | None) -> dict:
+    if not model:
+        return {}
+    try:
+        from ..models import load_config
+        return load_config(model) or {}
+    except Exception:  # noqa: BLE001 - a custom name or config not loadable yet: no model defaults
+        path = PIPELINES / f"{model}.yaml"
+        if path.is_file():
+            import yaml
+            return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return {}
+
+
+# ---------------------------------------------------------------------- the command line
+def build_args(dataset: str, model: str, run: str, device: str, pretrained: str, init_from: str,
+               extra: str, values: dict[str, object], defaults: dict[str, object]) -> tuple[list[str], str]:
+    """The `train` arguments for the form; returns (args, run name). Options left at their default are
+    not passed, so the command says what the user chose and the config supplies the rest."""
+    if not dataset:
+        raise UsageError("pick a dataset (check one on the Data page first)")
+    if not model:
+        raise UsageError("pick a model")
+    run = (run or "").strip() or f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{datetime.now():%Y%m%d-%H%M%S}"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", run) or run in (".", ".."):
+        raise UsageError(f"run name '{run}' may only hold letters, digits, '.', '_' and '-'")
+    model_flag = ["--config", model] if model.endswith((".yaml", ".yml")) else ["--model", model]
+    args = ["--dataset", dataset, *model_flag, "--run", run, "--device", (device or "cpu").strip()]
+    if pretrained and pretrained != "default":
+        args += ["--pretrained", pretrained]
+    if init_from and init_from.strip():
+        args += ["--init-from", init_from.strip()]
+    for flag, _label, kind, _help in OPTIONS:
+        value = values.get(flag)
+        if value is None or value == "":
+            continue
+        if kind == "bool":
+            if value:
+                args.append(flag)
+            continue
+        if kind == "int":
+            value = int(value)
+        elif kind == "float":
+            value = float(value)
+        if flag == "--max-steps" and not value:
+            continue
+        if _same(value, defaults.get(flag)):
+            continue
+        args += [flag, str(value)]
+    for line in (extra or "").replace(";", "\n").splitlines():
+        line = line.strip()
+        if line:
+            if "=" not in line:
+                raise UsageError(f"override '{line}' is not KEY=VALUE (e.g. train.ema=false)")
+            args += ["-o", line]
+    return args, run
+
+
+def _same(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def resume_args(view: JobView) -> list[str]:
+    """The followed job's own arguments, resuming from its run's last checkpoint."""
+    args = [str(a) for a in view.row.get("args") or []]
+    if args and args[0] == "train":
+        args = args[1:]
+    out, skip = [], False
+    for i, a in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if a == "--resume":
+            if i + 1 < len(args) and not args[i + 1].startswith("-"):
+                skip = True
+            continue
+        if a == "--workspace":
+            skip = True
+            continue
+        out.append(a)
+    if "--run" not in out:
+        raise UsageError("this job has no --run name to resume; start it again from the form")
+    return [*out, "--resume"]
+
+
+# ---------------------------------------------------------------------- curves
+MAIN_LOSS = re.compile(r"^loss(_[a-z]+)?$")
+
+
+def curves(view: JobView | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(loss, lr, mAP) tables for the line plots, from a job's log and eval events."""
+    loss_rows, lr_rows, map_rows = [], [], []
+    for ev in (view.events if view else []):
+        if ev.get("type") == "log" and ev.get("step") is not None:
+            step = int(ev["step"])
+            losses = ev.get("losses") or {}
+            names = [n for n in losses if MAIN_LOSS.match(n) and not any(t in n for t in ("aux", "dn", "enc"))]
+            for n in names or list(losses):
+                if losses[n] is not None:
+                    loss_rows.append({"step": step, "value": float(losses[n]), "series": n})
+            if ev.get("lr") is not None:
+                lr_rows.append({"step": step, "lr": float(ev["lr"])})
+        elif ev.get("type") == "eval":
+            m = ev.get("metrics") or {}
+            step = int(ev.get("step") or 0)
+            for k in ("AP", "AP50"):
+                if m.get(k) is not None:
+                    map_rows.append({"step": step, "value": float(m[k]), "series": k})
+    return (pd.DataFrame(loss_rows, columns=["step", "value", "series"]),
+            pd.DataFrame(lr_rows, columns=["step", "lr"]),
+            pd.DataFrame(map_rows, columns=["step", "value", "series"]))
+
+
+def run_summary(view: JobView | None) -> str:
+    if view is None:
+        return ""
+    best = None
+    for ev in view.events:
+        if ev.get("type") == "eval":
+            ap = (ev.get("metrics") or {}).get("AP")
+            if ap is not None and (best is None or ap > best):
+                best = ap
+    parts = []
+    if best is not None:
+        parts.append(f"best AP so far: **{best:.3f}**")
+    if view.status == "ok":
+        parts.append("finished: evaluate it on **3 · Evaluate** or export it on **4 · Export & deploy**")
+    return " · ".join(parts)
+
+
+# ---------------------------------------------------------------------- page
+def build(ctx: AppContext, demo: gr.Blocks) -> None:
+    gr.Markdown(intro("2 · Train a detector",
+                      "Pick a model (bigger = more accurate, slower) and a checked dataset, then **Start**. "
+                      "Defaults follow the published RT-DETR recipe; the options below are optional. "
+                      "The job runs in the background: curves, progress and log update live, and you can "
+                      "cancel it or resume it from its last checkpoint."))
+    zoo = zoo_rows()
+    names = [r["model"] for r in zoo] or model_names()
+    first_model = "RT-DETR-R18" if "RT-DETR-R18" in names else (names[0] if names else None)
+    datasets = list_datasets(ctx.workspace)
+    first_ds = ctx.settings.get("demo") if ctx.settings.get("demo") in datasets else (datasets[0] if datasets else None)
+    with gr.Accordion("Model zoo (COCO val2017, published figures)", open=False):
+        gr.Dataframe(pd.DataFrame(zoo), interactive=False, elem_id="train-zoo")
+    with gr.Row():
+        dataset = gr.Dropdown(datasets, value=first_ds, label="Dataset", elem_id="train-dataset",
+                              info="a dataset checked on the Data page")
+        model = gr.Dropdown(names, value=first_model, label="Model", allow_custom_value=True,
+                            elem_id="train-model", info="from the zoo, or a pipelines/*.yaml path")
+        run = gr.Textbox(label="Run name", placeholder="default: model-date-time", elem_id="train-run")
+    with gr.Row():
+        device = gr.Dropdown(["cpu", "gpu", "gpu:0", "gpu:0,1", "gpu:0,1,2,3"], value="cpu",
+                             allow_custom_value=True, label="Device", elem_id="train-device",
+                             info="gpu:0,1 trains on two GPUs (one job per device at a time; later ones queue)")
+        pretrained = gr.Dropdown(["default", "none"], value="default", allow_custom_value=True,
+                                 label="Start from", elem_id="train-pretrained",
+                                 info="default: the model's official COCO weights (needs internet once); "
+                                      "none: from scratch; or a .pdparams path/URL")
+        init_from = gr.Textbox(label="Init from run (optional)", placeholder="a run name or weights path",
+                               elem_id="train-init-from", info="weights only, e.g. to fine-tune an earlier run")
+    defaults = option_defaults(first_model)
+    widgets: dict[str, gr.components.Component] = {}
+    with gr.Accordion("Training options", open=False):
+        with gr.Row(equal_height=False):
+            for i, (flag, label, kind, help_) in enumerate(OPTIONS):
+                elem = f"train-opt-{flag[2:]}"
+                value = defaults.get(flag)
+                if kind == "bool":
+                    widgets[flag] = gr.Checkbox(value=bool(value), label=label, info=help_, elem_id=elem,
+                                                min_width=200)
+                elif kind.startswith("choice:"):
+                    widgets[flag] = gr.Dropdown(kind.split(":", 1)[1].split("|"), value=value or "grid",
+                                                label=label, info=help_, elem_id=elem, min_width=200)
+                else:
+                    widgets[flag] = gr.Number(value=value, label=label, info=help_, elem_id=elem,
+                                              precision=0 if kind == "int" else None, min_width=200)
+        extra = gr.Textbox(label="Config overrides (-o KEY=VALUE, one a line)", lines=2,
+                           placeholder="train.ema_decay=0.999", elem_id="train-overrides")
+    flags = [f for f, *_ in OPTIONS]
+    defaults_state = gr.State(defaults)
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        resume = gr.Button("Resume the followed run", elem_id="train-resume")
+    message = gr.Markdown(elem_id="train-message")
+    gr.Markdown("### Progress")
+    follower = Follower(ctx, ("train",), "train", label="Training job")
+    summary = gr.Markdown(elem_id="train-summary")
+    with gr.Row():
+        loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=260,
+                                elem_id="train-loss-plot")
+        lr_plot = gr.LinePlot(x="step", y="lr", title="Learning rate", height=260, elem_id="train-lr-plot")
+        map_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation mAP", height=260,
+                               elem_id="train-map-plot", y_lim=[0, None])
+    timer = gr.Timer(2.0)
+
+    def on_model(m):
+        d = option_defaults(m)
+        return (d, *[gr.update(value=d.get(f) if d.get(f) is not None else None) for f in flags])
+
+    def on_start(ds, m, r, dev, pre, init, ex, dflt, *vals):
+        try:
+            args, run_name = build_args(ds, m, r, dev, pre, init, ex, dict(zip(flags, vals)), dflt or {})
+            job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
+        except ToolboxError as e:
+            return (error_md(e), *[gr.skip()] * 4)
+        status = ctx.jobs.registry.get(job_id)["status"]
+        note = " It is **queued** until the running training job on this device ends." if status == "queued" else ""
+        return (f"Started job #{job_id}: run **{html.escape(run_name)}**.{note}", *follower.select(job_id))
+
+    def on_resume(job_id):
+        try:
+            view = follower.view(job_id)
+            if view is None:
+                raise UsageError("no training job to resume: start one first")
+            if view.status in ACTIVE:
+                raise UsageError(f"job #{view.id} is still {view.status}; cancel it before resuming")
+            args = resume_args(view)
+            name = view.row.get("name") or ""
+            new_id = ctx.jobs.submit("train", args, name=name, out_dir=view.row.get("out_dir") or "")
+        except ToolboxError as e:
+            return (error_md(e), *[gr.skip()] * 4)
+        return (f"Resuming **{html.escape(name)}** from its last checkpoint as job #{new_id}.",
+                *follower.select(new_id))
+
+    def refresh(job_id, known):
+        view = follower.view(job_id)
+        loss, lr, mp = curves(view)
+        return (*follower.tick(job_id, known), run_summary(view), loss, lr, mp)
+
+    model.change(on_model, [model], [defaults_state, *widgets.values()], api_visibility="private")
+    start.click(on_start, [dataset, model, run, device, pretrained, init_from, extra, defaults_state,
+                           *widgets.values()], [message, *follower.outputs()], api_visibility="private")
+    resume.click(on_resume, [follower.job], [message, *follower.outputs()], api_visibility="private")
+    live = [*follower.outputs(), summary, loss_plot, lr_plot, map_plot]
+    timer.tick(refresh, follower.inputs(), live, api_visibility="private", show_progress="hidden")
+    follower.job.change(refresh, follower.inputs(), live, api_visibility="private", show_progress="hidden")
+    demo.load(lambda: gr.update(choices=list_datasets(ctx.workspace)), None, [dataset], api_visibility="private")
+
+
+# ---------------------------------------------------------------------- API endpoints
+def api(ctx: AppContext) -> None:
+    def train(dataset: str, model: str = "RT-DETR-R18", run: str = "", device: str = "cpu",
+              pretrained: str = "default", options: dict | None = None) -> dict:
+        """Start a training job (`python -m toolbox train`); options maps CLI flags to values,
+        e.g. {"--epochs": 10, "--max-steps": 50}. Returns {"job", "run", "status"}; follow it with /job."""
+        values = {k if k.startswith("--") else "--" + k.replace("_", "-"): v for k, v in (options or {}).items()}
+        args, run_name = build_args(dataset, model, run, device, pretrained, "", "", values, {})
+        job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
+        return {"job": job_id, "run": run_name, "status": ctx.jobs.registry.get(job_id)["status"]}
+
+    gr.api(train, api_name="train")
