@@ -198,6 +198,8 @@ def train(options: dict[str, Any], workspace: Workspace, progress: bool = True) 
     trainer = None
     try:
         trainer = Trainer(cfg, run_dir, events, log, resume_state, progress=progress)
+        if main and resume_state is None:
+            C.save(cfg, run_dir / "config.yaml")  # now with the weights actually used (pretrained_used, ...)
         trainer.run()
     except KeyboardInterrupt:
         step = trainer.step if trainer else 0
@@ -326,7 +328,7 @@ class Trainer:
         self.bad_evals = int(loop.get("bad_evals", 0))
         if self.scaler is not None and loop.get("scaler"):
             self.scaler.load_state_dict(loop["scaler"])
-        if loop.get("rng"):
+        if loop.get("rng") is not None:
             ckpt.set_rng_state(loop["rng"])
         else:
             paddle.seed(int(self.t["seed"]) + self.step)
@@ -376,9 +378,15 @@ class Trainer:
                 self._evaluate()
             self._save("last")
         elapsed = time.time() - self.t0
+        extra = {}
+        if D.world_size() > 1:  # show that data parallelism kept every rank's weights identical
+            sums = D.gather(weight_digest(self.model))
+            extra = {"rank_weight_sums": sums,
+                     "ranks_agree": all(abs(s - sums[0]) <= 1e-9 * max(1.0, abs(sums[0])) for s in sums)}
+            _say(self.log, f"ranks agree: {extra['ranks_agree']} (weight sums {sums})", echo=False)
         _say(self.log, f"done: {self.step} steps in {elapsed:.0f} s; best AP "
                        f"{'n/a' if self.best_ap is None else f'{self.best_ap:.4f}'}; run folder {self.run_dir}")
-        self.events.end("ok", 0, None, step=self.step, best_ap=self.best_ap, elapsed_s=round(elapsed, 1))
+        self.events.end("ok", 0, None, step=self.step, best_ap=self.best_ap, elapsed_s=round(elapsed, 1), **extra)
         D.barrier()
 
     def _epoch(self) -> bool:
@@ -557,6 +565,11 @@ class Trainer:
             self.events.write("checkpoint", which=which, path=str(folder), epoch=self.epoch, step=self.step)
             self.log.info(f"saved checkpoints/{which} at step {self.step}")
         D.barrier()
+
+
+def weight_digest(model) -> float:
+    """Sum of |w| over the trainable parameters (float64): equal on ranks that hold equal weights."""
+    return float(sum(np.abs(p.numpy().astype(np.float64)).sum() for p in model.parameters() if not p.stop_gradient))
 
 
 def _summary(report: dict) -> dict:
