@@ -84,7 +84,8 @@ def draw_histogram(result: CheckResult, out_png: Path) -> str | None:
     from ..draw import FONT_CANDIDATES
 
     family = None
-    for path in FONT_CANDIDATES:
+    needs_cjk = any(ord(ch) > 127 for name in result.class_names for ch in name)
+    for path in FONT_CANDIDATES if needs_cjk else ():
         if Path(path).is_file():
             try:
                 font_manager.fontManager.addfont(path)
@@ -110,7 +111,7 @@ def draw_histogram(result: CheckResult, out_png: Path) -> str | None:
         with atomic_path(out_png) as tmp:
             fig.savefig(tmp, format="png")
         plt.close(fig)
-    return out_png.name if out_png.parent.name != "check" else f"check/{out_png.name}"
+    return out_png.name
 
 
 def draw_samples(dataset_dir: Path, split: str, coco: dict, result: CheckResult, out_dir: Path,
