@@ -161,7 +161,7 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
                 raise InputError(f"{archive.name}: link '{info.filename}' points outside the archive "
                                  f"('{target_text}'): refused")
             budget.file(info.filename)
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            _check_link_slot(dest, rel, info.filename, archive)
             os.symlink(target_text, dest / rel)
 
 
@@ -198,10 +198,7 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
                 _write_stream(stream, target, dest, budget, member.name, _RawProgress(bar, raw))
         for member, rel in deferred:
             target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not _inside(dest, target.parent):
-                raise InputError(f"{archive.name}: link '{member.name}' would be created through a link outside "
-                                 f"the destination: refused")
+            _check_link_slot(dest, rel, member.name, archive)
             if member.issym():
                 os.symlink(member.linkname, target)
             else:  # hard link to an already extracted member: copy its bytes (no shared inode with the source)
@@ -211,6 +208,16 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
                                      f"which is not a file of the archive: refused")
                 with open(src, "rb") as stream:
                     _write_stream(stream, target, dest, budget, member.name, _NoProgress())
+
+
+def _check_link_slot(dest: Path, rel: PurePosixPath, name: str, archive: Path) -> None:
+    """A link is created last: its place must be free and its folder inside the destination."""
+    target = dest / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not _inside(dest, target.parent):
+        raise InputError(f"{archive.name}: link '{name}' would be created through a link outside the destination: refused")
+    if os.path.lexists(target):
+        raise InputError(f"{archive.name}: link '{name}' has the same path as another member: refused")
 
 
 class _RawProgress:
