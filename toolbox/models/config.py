@@ -137,6 +137,12 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     q = tr.get("num_queries", 300)
     if not isinstance(q, int) or q < 1:
         raise UsageError(f"{source}: transformer.num_queries must be a positive integer, got {q!r}")
+    strides = tr.get("feat_strides", [8, 16, 32])
+    anchors = sum((size // s) ** 2 for s in strides)
+    if anchors < q:
+        raise UsageError(f"{source}: input_size {size} gives {anchors} encoder positions, fewer than "
+                         f"num_queries={q} (query selection picks that many); use a larger input_size "
+                         f"or fewer queries")
     points = tr.get("num_decoder_points")
     levels = tr.get("num_levels", 3)
     if isinstance(points, list) and len(points) != levels:
