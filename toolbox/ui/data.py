@@ -15,7 +15,7 @@ import pandas as pd
 from gradio.data_classes import FileData
 
 from ..errors import InputError, ToolboxError, UsageError
-from .widgets import AppContext, badge, error_md, intro, list_datasets, read_json
+from .widgets import AppContext, api_errors, badge, error_md, intro, list_datasets, read_json
 
 FORMATS = ["auto", "coco", "roboflow", "voc", "yolo", "labelme"]
 REPORT = "check_dataset_result.json"
@@ -35,14 +35,10 @@ def run_import(ctx: AppContext, path: str, name: str = "", format: str = "auto",
     if not src.exists():
         raise UsageError(f"{src} does not exist: type the folder or archive of your dataset")
     name = (name or "").strip() or _default_name(src)
-    fn = data_api.check if strict else data_api.convert
-    error = None
-    try:
-        fn(str(src), name=name, format=format or "auto", fix=bool(fix), overwrite=bool(overwrite),
-           workspace=ctx.workspace)
-    except InputError as e:
-        error = str(e)
-    return name, load_report(ctx, name), error
+    report = data_api.convert(str(src), name=name, format=format or "auto", fix=bool(fix),
+                              overwrite=bool(overwrite), workspace=ctx.workspace)
+    error = data_api.failure_line(report) if strict and not report.get("check_pass") else None
+    return name, load_report(ctx, name) or report, error
 
 
 def _default_name(src: Path) -> str:
@@ -53,14 +49,16 @@ def _default_name(src: Path) -> str:
     return name or "dataset"
 
 
-def run_split(ctx: AppContext, name: str, train_percent: float, val_percent: float, seed: int = 0) -> dict | None:
+def run_split(ctx: AppContext, name: str, train_percent: float, val_percent: float | None = None,
+              seed: int = 0) -> dict | None:
+    """Re-split train+val by percent (val defaults to the rest); returns the re-check's report."""
     from ..data import api as data_api
 
     if not name:
         raise UsageError("pick a dataset to re-split")
+    val = 100.0 - float(train_percent) if val_percent in (None, "") else float(val_percent)
     try:
-        data_api.split(name, train_percent=float(train_percent), val_percent=float(val_percent),
-                       seed=int(seed or 0), workspace=ctx.workspace)
+        data_api.split(name, float(train_percent), val, seed=int(seed or 0), workspace=ctx.workspace)
     except InputError:
         pass  # the report written by the re-check says what is wrong
     return load_report(ctx, name)
@@ -114,6 +112,17 @@ def counts_table(report: dict | None) -> pd.DataFrame:
     return pd.DataFrame([(k, int(v)) for k, v in rows if v is not None], columns=["what", "count"])
 
 
+def classes_table(report: dict | None) -> pd.DataFrame:
+    """Boxes per class and split (the histogram's numbers)."""
+    per = ((report or {}).get("analysis") or {}).get("boxes_per_class") or {}
+    names = list(((report or {}).get("attributes") or {}).get("class_names") or [])
+    if not per:
+        return pd.DataFrame({"class": names})
+    df = pd.DataFrame(per).reindex(names).fillna(0).astype(int)
+    df.index.name = "class"
+    return df.reset_index()
+
+
 def problems_table(report: dict | None, limit: int = 500) -> pd.DataFrame:
     cols = ["severity", "file", "annotation", "problem"]
     if not report:
@@ -147,7 +156,8 @@ def report_images(ctx: AppContext, name: str, report: dict | None) -> tuple[str 
 def show(ctx: AppContext, name: str | None, error: str | None = None):
     report = load_report(ctx, name)
     hist, samples = report_images(ctx, name or "", report)
-    return (summary_md(name or "", report, error), counts_table(report), problems_table(report), hist, samples)
+    return (summary_md(name or "", report, error), counts_table(report), classes_table(report),
+            problems_table(report), hist, samples)
 
 
 # ---------------------------------------------------------------------- page
@@ -186,9 +196,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         reload_btn = gr.Button("Refresh list", scale=0, elem_id="data-reload")
     status = gr.Markdown(elem_id="data-status")
     with gr.Row():
-        counts = gr.Dataframe(headers=["what", "count"], interactive=False, label="Counts",
-                              elem_id="data-counts", scale=1)
-        hist = gr.Image(label="Boxes per class", interactive=False, elem_id="data-histogram", scale=2,
+        with gr.Column(scale=1):
+            counts = gr.Dataframe(headers=["what", "count"], interactive=False, label="Counts",
+                                  elem_id="data-counts")
+            classes = gr.Dataframe(interactive=False, label="Boxes per class", elem_id="data-classes")
+        hist = gr.Image(label="Class histogram", interactive=False, elem_id="data-histogram", scale=2,
                         type="filepath", buttons=["fullscreen"])
     problems = gr.Dataframe(headers=["severity", "file", "annotation", "problem"], interactive=False,
                             label="Problems (file and reason)", elem_id="data-problems", wrap=True,
@@ -196,29 +208,29 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     gallery = gr.Gallery(label="Samples with their boxes", columns=6, height=260, elem_id="data-samples",
                          allow_preview=True)
     with gr.Accordion("Re-split train / validation", open=False):
-        gr.Markdown("Shuffle the images of the picked dataset into new train/val(/test) parts. "
+        gr.Markdown("Shuffle the train and val images of the picked dataset into new parts. "
                     "The old annotation files are kept as `.bak`.")
         with gr.Row():
-            train_pct = gr.Slider(10, 95, value=80, step=5, label="train %", elem_id="data-train-pct")
-            val_pct = gr.Slider(5, 90, value=20, step=5, label="val % (the rest is test)", elem_id="data-val-pct")
+            train_pct = gr.Slider(10, 95, value=80, step=5, label="train % (the rest is val)",
+                                  elem_id="data-train-pct")
             seed = gr.Number(value=0, precision=0, label="seed")
         split_btn = gr.Button("Re-split", elem_id="data-split")
 
-    outputs = [status, counts, problems, hist, gallery]
+    outputs = [status, counts, classes, problems, hist, gallery]
 
     def do_import(p, up, n, f, fx, ow, strict):
         source = up if up else p
         try:
             ds, _report, err = run_import(ctx, source, n, f, fx, ow, strict=strict)
         except ToolboxError as e:
-            return (error_md(e), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            return (error_md(e), *[gr.skip()] * (len(outputs)))
         return (*show(ctx, ds, err), gr.update(choices=list_datasets(ctx.workspace), value=ds))
 
-    def do_split(n, tr, va, s):
+    def do_split(n, tr, s):
         try:
-            run_split(ctx, n, tr, va, s)
+            run_split(ctx, n, tr, None, s)
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *[gr.skip()] * (len(outputs) - 1))
         return show(ctx, n)
 
     check_btn.click(lambda *a: do_import(*a, True), [path, upload, name, fmt, fix, overwrite],
@@ -228,7 +240,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     picker.change(lambda n: show(ctx, n), [picker], outputs, api_visibility="private")
     reload_btn.click(lambda: gr.update(choices=list_datasets(ctx.workspace)), None, [picker],
                      api_visibility="private")
-    split_btn.click(do_split, [picker, train_pct, val_pct, seed], outputs, api_visibility="private")
+    split_btn.click(do_split, [picker, train_pct, seed], outputs, api_visibility="private")
     # show the picked dataset's report (and a fresh list) whenever the page is opened
     demo.load(lambda n: (*show(ctx, n), gr.update(choices=list_datasets(ctx.workspace))), [picker],
               [*outputs, picker], api_visibility="private")
@@ -249,7 +261,7 @@ def api(ctx: AppContext) -> None:
         return _api_import(ctx, path, name, format, fix, overwrite, archive, strict=False)
 
     def split(name: str, train_percent: float = 80, val_percent: float = 20, seed: int = 0) -> dict:
-        """Re-split a workspace dataset into train/val(/test); returns the new report."""
+        """Re-split a workspace dataset's train+val images by percent (train + val = 100); returns the report."""
         try:
             report = run_split(ctx, name, train_percent, val_percent, seed)
         except ToolboxError as e:
@@ -261,10 +273,10 @@ def api(ctx: AppContext) -> None:
         """Names of the datasets in the workspace."""
         return list_datasets(ctx.workspace)
 
-    gr.api(check, api_name="check")
-    gr.api(convert, api_name="convert")
-    gr.api(split, api_name="split")
-    gr.api(datasets, api_name="datasets")
+    gr.api(api_errors(check), api_name="check")
+    gr.api(api_errors(convert), api_name="convert")
+    gr.api(api_errors(split), api_name="split")
+    gr.api(api_errors(datasets), api_name="datasets")
 
 
 def _api_import(ctx, path, name, format, fix, overwrite, archive, strict: bool) -> dict:

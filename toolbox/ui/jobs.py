@@ -298,17 +298,32 @@ def _options(args: list[str]) -> dict[str, str]:
 
 
 def job_events(row: dict, workspace: Workspace) -> list[dict]:
+    """The events of this job (not of an earlier job writing to the same file)."""
     out = job_out_dir(row, workspace)
     if out is None:
         return []
-    events = list(read_events(out / "events.jsonl"))
-    # a resumed run appends to the same file: keep only the events since this job started
-    started = row.get("started") or 0
+    started = float(row.get("started") or 0)
+    candidates = [out]
+    if row.get("kind") == "export":
+        # export builds in exports/.<name>.*.tmp, then renames it to <name> (or <name>.failed)
+        staging = sorted(out.parent.glob(f".{out.name}.*.tmp"), key=lambda p: p.stat().st_mtime, reverse=True)
+        candidates = [*staging, out, out.with_name(out.name + ".failed")]
+    fallback: list[dict] = []
+    for folder in candidates:
+        events = list(read_events(folder / "events.jsonl"))
+        mine = _since(events, started, row.get("status") in ACTIVE)
+        if mine and _ts(mine[0]) >= started - 2:
+            return mine
+        fallback = fallback or mine
+    return fallback
+
+
+def _since(events: list[dict], started: float, active: bool) -> list[dict]:
     starts = [i for i, e in enumerate(events) if e.get("type") == "start"]
     mine = [i for i in starts if _ts(events[i]) >= started - 2]
     if mine:
         return events[mine[0]:]
-    if starts and row.get("status") in ACTIVE:
+    if starts and active:
         return []  # this job has not written its start yet; the events are an earlier job's
     return events[starts[-1]:] if starts else events
 

@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from .jobs import ACTIVE, JobView, tail
-from .widgets import AppContext, badge, error_md, fmt_duration, fmt_time, intro, job_duration, progress_html
+from .widgets import AppContext, api_errors, badge, error_md, fmt_duration, fmt_time, intro, job_duration, progress_html
 
 COLUMNS = ["job", "kind", "name", "status", "progress", "started", "duration", "result"]
 
@@ -167,6 +167,6 @@ def api(ctx: AppContext) -> None:
         """Cancel a queued or running job (SIGTERM to its process group)."""
         return ctx.jobs.cancel(int(job_id))
 
-    gr.api(jobs, api_name="jobs")
-    gr.api(job, api_name="job")
-    gr.api(cancel, api_name="cancel")
+    gr.api(api_errors(jobs), api_name="jobs")
+    gr.api(api_errors(job), api_name="job")
+    gr.api(api_errors(cancel), api_name="cancel")

@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import ToolboxError, UsageError
 from .follow import Follower
 from .jobs import ACTIVE, JobView
-from .widgets import AppContext, error_md, intro, list_datasets
+from .widgets import AppContext, api_errors, error_md, intro, list_datasets
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 TEST_MODEL = "tiny-test"
@@ -342,4 +342,4 @@ def api(ctx: AppContext) -> None:
         job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
         return {"job": job_id, "run": run_name, "status": ctx.jobs.registry.get(job_id)["status"]}
 
-    gr.api(train, api_name="train")
+    gr.api(api_errors(train), api_name="train")

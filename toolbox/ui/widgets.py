@@ -64,6 +64,22 @@ def guarded(fn: Callable[..., Any], n_outputs: int) -> Callable[..., Any]:
     return wrapper
 
 
+def api_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """For gr.api endpoints: a ToolboxError reaches the client as a gr.Error with its one-line message."""
+    import functools
+
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ToolboxError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    return wrapper
+
+
 # ---------------------------------------------------------------------- workspace listings
 def list_datasets(ws: Workspace) -> list[str]:
     d = ws.datasets
