@@ -9,13 +9,12 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-# PaddleDetection clamps to 1e-5 before the log in its inverse sigmoid; the reference points of
-# every decoder layer go through it, so the value decides whether official weights reproduce.
-INVERSE_SIGMOID_EPS = 1e-5
+def inverse_sigmoid(x: paddle.Tensor, eps: float = 1e-5) -> paddle.Tensor:
+    """log(x / (1 - x)) with x clipped to [0, 1] and both terms floored at eps (finite at 0 and 1).
 
-
-def inverse_sigmoid(x: paddle.Tensor, eps: float = INVERSE_SIGMOID_EPS) -> paddle.Tensor:
-    """log(x / (1 - x)) with x clipped to [0, 1] and both terms floored at eps (finite at 0 and 1)."""
+    eps = 1e-5 as PaddleDetection: every decoder layer's reference box goes through it, so the value
+    decides whether official weights reproduce. (A literal default: dy2static export cannot resolve a
+    module constant used as a default.)"""
     x = x.clip(min=0.0, max=1.0)
     return paddle.log(x.clip(min=eps) / (1.0 - x).clip(min=eps))
 
