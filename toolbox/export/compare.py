@@ -1,0 +1,102 @@
+"""Comparing two runtimes' outputs: raw tensors by max abs difference, detections by IoU matching.
+
+Final detections are never compared index by index: near-tied scores reorder between runtimes (and
+fp16 moves them more), so each reference detection is matched to the candidate detection of the same
+class with the highest IoU (greedy, best reference score first, one-to-one).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box [4] with boxes [M,4] -> [M]."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = _area(box) + _area(boxes) - inter
+    # two identical empty boxes (clipped to an image edge) count as a perfect match
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), np.all(box == boxes, axis=1).astype(float))
+
+
+def _area(b: np.ndarray) -> np.ndarray:
+    return np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+
+
+@dataclass
+class MatchStats:
+    """How a candidate's detections agree with a reference's on one or more images."""
+
+    compared: int = 0            # reference detections looked at
+    matched: int = 0             # of those, matched with IoU >= iou_min and |dscore| <= score_tol
+    min_iou: float = 1.0
+    mean_iou: float = 1.0
+    max_score_diff: float = 0.0
+    iou_min: float = 0.9
+    score_tol: float = 0.05
+
+    @property
+    def ok(self) -> bool:
+        return self.matched == self.compared
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+def match_detections(ref: tuple, cand: tuple, *, top: int = 20, min_score: float = 0.0,
+                     iou_min: float = 0.9, score_tol: float = 0.05) -> MatchStats:
+    """Match one image's detections. ref/cand: (labels [K], boxes [K,4] xyxy, scores [K]).
+
+    The reference's `top` best detections with score >= min_score are compared against all of the
+    candidate's detections (so a detection that just fell below a cut-off still finds its partner).
+    """
+    rl, rb, rs = (np.asarray(x) for x in ref)
+    cl, cb, cs = (np.asarray(x) for x in cand)
+    order = np.argsort(-rs, kind="stable")
+    order = [i for i in order if rs[i] >= min_score][:top]
+    used = np.zeros(len(cl), bool)
+    ious, dscores, good = [], [], 0
+    for i in order:
+        same = np.flatnonzero((cl == rl[i]) & ~used)
+        if same.size == 0:
+            ious.append(0.0)
+            dscores.append(float(rs[i]))
+            continue
+        iou = box_iou(rb[i].astype(np.float64), cb[same].astype(np.float64))
+        # best IoU; among (near-)equal IoUs prefer the closest score
+        key = iou - 1e-6 * np.abs(cs[same] - rs[i])
+        j = same[int(np.argmax(key))]
+        used[j] = True
+        best = float(iou[int(np.argmax(key))])
+        ds = abs(float(cs[j]) - float(rs[i]))
+        ious.append(best)
+        dscores.append(ds)
+        good += int(best >= iou_min and ds <= score_tol)
+    return MatchStats(compared=len(order), matched=good, min_iou=min(ious, default=1.0),
+                      mean_iou=float(np.mean(ious)) if ious else 1.0,
+                      max_score_diff=max(dscores, default=0.0), iou_min=iou_min, score_tol=score_tol)
+
+
+def merge(stats: list[MatchStats]) -> MatchStats:
+    """Combine per-image statistics into one."""
+    if not stats:
+        return MatchStats()
+    n = sum(s.compared for s in stats)
+    mean = sum(s.mean_iou * s.compared for s in stats) / n if n else 1.0
+    return MatchStats(compared=n, matched=sum(s.matched for s in stats), min_iou=min(s.min_iou for s in stats),
+                      mean_iou=float(mean), max_score_diff=max(s.max_score_diff for s in stats),
+                      iou_min=stats[0].iou_min, score_tol=stats[0].score_tol)
