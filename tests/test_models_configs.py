@@ -23,13 +23,18 @@ def test_pipelines_hold_the_zoo_and_tiny_test():
 
 @pytest.mark.parametrize("name", ZOO + ["tiny-test"])
 def test_every_config_builds(name):
-    model = build_model(name, num_classes=3, input_size=128)
+    forward = name in ("tiny-test", "RT-DETR-R18", "RT-DETRv2-R18")  # a forward pass where it is cheap
+    if forward:
+        model = build_model(name, num_classes=3, input_size=128)
+    else:
+        with paddle.LazyGuard():  # skip the slow random init of big models: construction is what is tested
+            model = build_model(name, num_classes=3, input_size=128)
     cfg = model.config
     assert cfg["model_name"] == name and cfg["num_classes"] == 3 and cfg["input_size"] == 128
     assert model.num_classes == 3
     assert model.transformer.num_queries == cfg["transformer"]["num_queries"]
     assert len(model.transformer.decoder.layers) == DECODER_LAYERS.get(name, 2 if name == "tiny-test" else 6)
-    if name in ("tiny-test", "RT-DETR-R18", "RT-DETRv2-R18"):  # a forward pass where it is cheap
+    if forward:
         model.eval()
         out = model(paddle.rand([1, 3, 128, 128]))
         q = cfg["transformer"]["num_queries"]

@@ -25,7 +25,7 @@ from paddle.regularizer import L2Decay
 
 from toolbox.errors import UsageError
 
-from .layers import freeze_batch_norms, freeze_parameters
+from .layers import batch_norm, freeze_parameters
 
 # stem (in, mid, out); stages: in, mid, out, blocks, downsample, light block, kernel, layers per block
 ARCHS = {
@@ -49,22 +49,26 @@ STAGE_STRIDES = [4, 8, 16, 32]
 
 
 class ConvBNAct(nn.Layer):
-    """conv (no bias) → BatchNorm (`bn`) → optional ReLU. Padding (k - 1) // 2; the stem's 2x2 convs
-    pad one pixel right and bottom instead (see StemBlock).
+    """conv (no bias) → BatchNorm (`bn`, frozen when `freeze_norm`) → optional ReLU. Padding (k - 1) // 2;
+    the stem's 2x2 convs pad one pixel right and bottom instead (see StemBlock).
 
     As in PaddleDetection, `lr_mult` scales the BatchNorm parameters' learning rate only (which
     RT-DETR-L/X freeze anyway); the convolutions learn at the base rate."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, use_act: bool = True, lr_mult: float = 1.0, padding: int | None = None):
+                 groups: int = 1, use_act: bool = True, lr_mult: float = 1.0, padding: int | None = None,
+                 freeze_norm: bool = False):
         super().__init__()
         self.use_act = use_act
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride,
                               padding=(kernel_size - 1) // 2 if padding is None else padding,
                               groups=groups, weight_attr=ParamAttr(initializer=KaimingNormal()), bias_attr=False)
-        attr = dict(regularizer=L2Decay(0.0), learning_rate=lr_mult)
-        self.bn = nn.BatchNorm2D(out_channels, weight_attr=ParamAttr(initializer=Constant(1.0), **attr),
-                                 bias_attr=ParamAttr(initializer=Constant(0.0), **attr))
+        if freeze_norm:
+            self.bn = batch_norm(out_channels, frozen=True)
+        else:
+            attr = dict(regularizer=L2Decay(0.0), learning_rate=lr_mult)
+            self.bn = nn.BatchNorm2D(out_channels, weight_attr=ParamAttr(initializer=Constant(1.0), **attr),
+                                     bias_attr=ParamAttr(initializer=Constant(0.0), **attr))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.bn(self.conv(x))
@@ -74,10 +78,10 @@ class ConvBNAct(nn.Layer):
 class LightConvBNAct(nn.Layer):
     """1x1 conv + BN (no activation) → depthwise k x k conv + BN + ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, lr_mult: float = 1.0):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, **kw):
         super().__init__()
-        self.conv1 = ConvBNAct(in_channels, out_channels, 1, use_act=False, lr_mult=lr_mult)
-        self.conv2 = ConvBNAct(out_channels, out_channels, kernel_size, groups=out_channels, lr_mult=lr_mult)
+        self.conv1 = ConvBNAct(in_channels, out_channels, 1, use_act=False, **kw)
+        self.conv2 = ConvBNAct(out_channels, out_channels, kernel_size, groups=out_channels, **kw)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.conv2(self.conv1(x))
@@ -88,13 +92,13 @@ class StemBlock(nn.Layer):
     pool (stride 1) and stem2a → stem2b (2x2 convs) — each padded by one pixel right/bottom ("SAME"
     for an even kernel), then stem3 (3x3 s2) and stem4 (1x1)."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, lr_mult: float = 1.0):
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, **kw):
         super().__init__()
-        self.stem1 = ConvBNAct(in_channels, mid_channels, 3, stride=2, lr_mult=lr_mult)
-        self.stem2a = ConvBNAct(mid_channels, mid_channels // 2, 2, padding=0, lr_mult=lr_mult)
-        self.stem2b = ConvBNAct(mid_channels // 2, mid_channels, 2, padding=0, lr_mult=lr_mult)
-        self.stem3 = ConvBNAct(mid_channels * 2, mid_channels, 3, stride=2, lr_mult=lr_mult)
-        self.stem4 = ConvBNAct(mid_channels, out_channels, 1, lr_mult=lr_mult)
+        self.stem1 = ConvBNAct(in_channels, mid_channels, 3, stride=2, **kw)
+        self.stem2a = ConvBNAct(mid_channels, mid_channels // 2, 2, padding=0, **kw)
+        self.stem2b = ConvBNAct(mid_channels // 2, mid_channels, 2, padding=0, **kw)
+        self.stem3 = ConvBNAct(mid_channels * 2, mid_channels, 3, stride=2, **kw)
+        self.stem4 = ConvBNAct(mid_channels, out_channels, 1, **kw)
         self.pool = nn.MaxPool2D(kernel_size=2, stride=1, ceil_mode=True)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -113,19 +117,19 @@ class HGBlock(nn.Layer):
     outputs (in + layer_num * mid channels) → 1x1 squeeze to out/2 → 1x1 excite to out (+ x if identity)."""
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, kernel_size: int = 3,
-                 layer_num: int = 6, identity: bool = False, light_block: bool = True, lr_mult: float = 1.0):
+                 layer_num: int = 6, identity: bool = False, light_block: bool = True, **kw):
         super().__init__()
         self.identity = identity
         self.layers = nn.LayerList()
         for i in range(layer_num):
             c_in = in_channels if i == 0 else mid_channels
             if light_block:
-                self.layers.append(LightConvBNAct(c_in, mid_channels, kernel_size, lr_mult=lr_mult))
+                self.layers.append(LightConvBNAct(c_in, mid_channels, kernel_size, **kw))
             else:
-                self.layers.append(ConvBNAct(c_in, mid_channels, kernel_size, lr_mult=lr_mult))
+                self.layers.append(ConvBNAct(c_in, mid_channels, kernel_size, **kw))
         total = in_channels + layer_num * mid_channels
-        self.aggregation_squeeze_conv = ConvBNAct(total, out_channels // 2, 1, lr_mult=lr_mult)
-        self.aggregation_excitation_conv = ConvBNAct(out_channels // 2, out_channels, 1, lr_mult=lr_mult)
+        self.aggregation_squeeze_conv = ConvBNAct(total, out_channels // 2, 1, **kw)
+        self.aggregation_excitation_conv = ConvBNAct(out_channels // 2, out_channels, 1, **kw)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         outputs = [x]
@@ -141,13 +145,13 @@ class HGStage(nn.Layer):
     """Optional depthwise 3x3 stride-2 downsample (no activation), then `block_num` HG blocks."""
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, block_num: int,
-                 downsample: bool, light_block: bool, kernel_size: int, layer_num: int, lr_mult: float = 1.0):
+                 downsample: bool, light_block: bool, kernel_size: int, layer_num: int, **kw):
         super().__init__()
         self.downsample = (ConvBNAct(in_channels, in_channels, 3, stride=2, groups=in_channels, use_act=False,
-                                     lr_mult=lr_mult) if downsample else None)
+                                     **kw) if downsample else None)
         self.blocks = nn.Sequential(*[
             HGBlock(in_channels if i == 0 else out_channels, mid_channels, out_channels, kernel_size, layer_num,
-                    identity=i > 0, light_block=light_block, lr_mult=lr_mult)
+                    identity=i > 0, light_block=light_block, **kw)
             for i in range(block_num)])
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -181,16 +185,14 @@ class PPHGNetV2(nn.Layer):
         self.arch = arch
         self.return_idx = return_idx
         self._out_channels = [s[2] for s in cfg["stages"]]
-        self.stem = StemBlock(*cfg["stem"], lr_mult=float(lr_mult_list[0]))
-        self.stages = nn.LayerList([HGStage(*s, lr_mult=float(lr_mult_list[i + 1]))
+        self.stem = StemBlock(*cfg["stem"], lr_mult=float(lr_mult_list[0]), freeze_norm=freeze_norm)
+        self.stages = nn.LayerList([HGStage(*s, lr_mult=float(lr_mult_list[i + 1]), freeze_norm=freeze_norm)
                                     for i, s in enumerate(cfg["stages"])])
         if freeze_at >= 0:
             freeze_parameters(self.stem)
             if not freeze_stem_only:
                 for i in range(min(freeze_at + 1, len(self.stages))):
                     freeze_parameters(self.stages[i])
-        if freeze_norm:
-            freeze_batch_norms(self)
 
     @property
     def out_channels(self) -> list[int]:
