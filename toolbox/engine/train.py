@@ -337,6 +337,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         t = self.t
+        catch_sigterm()
         main = D.is_main()
         self.events.write("start", run=self.run_dir.name, model=self.cfg["model"]["name"],
                           dataset=self.cfg["data"]["name"], total_steps=self.total_steps, epochs=int(t["epochs"]),
@@ -565,6 +566,19 @@ class Trainer:
             self.events.write("checkpoint", which=which, path=str(folder), epoch=self.epoch, step=self.step)
             self.log.info(f"saved checkpoints/{which} at step {self.step}")
         D.barrier()
+
+
+def catch_sigterm() -> None:
+    """SIGTERM (the UI's cancel, `kill`) ends the job like Ctrl-C. Importing Paddle replaces the handler
+    the CLI installed, so it is installed again once Paddle is loaded."""
+    import signal
+    import threading
+
+    def _interrupt(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def weight_digest(model) -> float:
