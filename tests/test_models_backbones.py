@@ -128,3 +128,25 @@ def test_build_backbone_errors_are_usage_errors():
         build_backbone({"type": "ResNet", "depth": 19})
     with pytest.raises(UsageError, match="arch"):
         build_backbone({"type": "PPHGNetV2", "arch": "Q"})
+
+
+def test_hgnetv2_stem_padding_equals_paddle_same_padding():
+    """The stem pads its 2x2 conv and pool paths right/bottom by hand; PaddleDetection uses Paddle's
+    padding="SAME". Recompute the stem with "SAME" from the same weights (eval mode) and compare."""
+    import paddle.nn.functional as F
+
+    from toolbox.models.backbones.hgnetv2 import StemBlock
+
+    stem = StemBlock(3, 32, 48)
+    stem.eval()
+    x = paddle.rand([1, 3, 70, 66])  # odd sizes after stride 2 exercise the padding
+
+    def unit(layer, inp, padding):
+        y = layer.bn(F.conv2d(inp, layer.conv.weight, stride=layer.conv._stride, padding=padding))
+        return F.relu(y)
+
+    y = unit(stem.stem1, x, 1)
+    y2 = unit(stem.stem2b, unit(stem.stem2a, y, "SAME"), "SAME")
+    y1 = F.max_pool2d(y, kernel_size=2, stride=1, padding="SAME", ceil_mode=True)
+    ref = unit(stem.stem4, unit(stem.stem3, paddle.concat([y1, y2], axis=1), 1), 0)
+    np.testing.assert_allclose(stem(x).numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
