@@ -146,6 +146,9 @@ def test_config_from_a_yaml_path_and_case_insensitive_name(tmp_path):
 
     cfg = load_config("rt-detr-r18")
     assert cfg["model_name"] == "RT-DETR-R18"
+    assert load_config("RT-DETR-R18.yaml")["model_name"] == "RT-DETR-R18"
+    with pytest.raises(UsageError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump({**load_config("tiny-test"), "model_name": "mine"}))
     assert build_model(path, 2).config["model_name"] == "mine"

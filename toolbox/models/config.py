@@ -48,9 +48,11 @@ def config_path(name_or_yaml: str | Path) -> Path:
     text = str(name_or_yaml)
     path = Path(text).expanduser()
     if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
-        if not path.is_file():
-            raise UsageError(f"model config {path} does not exist")
-        return path
+        if path.is_file():
+            return path
+        if len(path.parts) == 1 and (PIPELINES_DIR / path.name).is_file():  # "RT-DETR-R18.yaml"
+            return PIPELINES_DIR / path.name
+        raise UsageError(f"model config {path} does not exist")
     exact = PIPELINES_DIR / f"{text}.yaml"
     if exact.is_file():
         return exact
