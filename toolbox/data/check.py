@@ -171,11 +171,17 @@ def check_source(source: Source, probe: ImageProbe | None = None) -> CheckResult
     splits = source.splits
     _check_split_presence(splits, out)
     categories = _check_categories(splits, out)
-    cat_ids, names = class_mapping([s.coco for s in splits.values() if isinstance(s.coco, dict)])
     stats = {}
     for name in SPLITS:
         if name in splits and not splits[name].broken and _schema_ok(splits[name], out):
             stats[name] = _check_split(splits[name], set(categories), probe, out)
+    # class mapping from the category lists and the ids in use (counted above, no second pass over boxes)
+    used = sorted({cid for st in stats.values() for cid in st.boxes_per_class})
+    lists = [{"categories": s.coco.get("categories") if isinstance(s.coco.get("categories"), list) else []}
+             for s in splits.values() if isinstance(s.coco, dict)]
+    lists = [{"categories": [c for c in d["categories"] if isinstance(c, dict) and type(c.get("id")) is int]}
+             for d in lists]
+    cat_ids, names = class_mapping(lists + [{"annotations": [{"category_id": c} for c in used]}])
     return CheckResult(out.all, stats, cat_ids, names)
 
 
