@@ -7,6 +7,7 @@ written to a temporary file and renamed, so a crash never leaves half a zip unde
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import zipfile
@@ -93,6 +94,7 @@ class Bundle:
                     else:
                         with open(src, "rb") as f, z.open(info, "w", force_zip64=True) as out:
                             shutil.copyfileobj(f, out, 1 << 20)
+            os.chmod(tmp, 0o644)  # mkstemp made it private; a zip is for sharing
         return target
 
 

@@ -84,7 +84,8 @@ Config load_config(const fs::path& model_dir) {
         st.function = s.value("function", "");
         for (const auto& n : s.value("inputs", json::array())) st.inputs.push_back(n.is_object() ? n["name"].get<std::string>() : n.get<std::string>());
         for (const auto& n : s.value("outputs", json::array())) st.outputs.push_back(n.is_object() ? n["name"].get<std::string>() : n.get<std::string>());
-        for (const auto& [k, v] : s.value("args", json::object()).items())
+        const json args = s.value("args", json::object());  // a named copy: items() must not outlive it
+        for (const auto& [k, v] : args.items())
             if (v.is_number()) st.args[k] = v.get<double>();
         if (st.runtime == "paddle") continue;  // the Paddle graph is not part of the C++ SDK
         c.stages.push_back(st);
