@@ -9,6 +9,7 @@ command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
 command -v wine >/dev/null || need+=(wine wine64)
 command -v cmake >/dev/null || need+=(cmake)
 dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
+command -v debootstrap >/dev/null || need+=(debootstrap)  # arm64 Python root for the rk3588-python SDK test
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 if [ ${#need[@]} -gt 0 ]; then
