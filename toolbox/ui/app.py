@@ -32,7 +32,7 @@ ENV_DEMO = "TOOLBOX_DEMO"  # full | small | none: the demo dataset prepared at s
 DEMO_SIZES = {"full": dict(num_train=120, num_val=30, image_size=320),
               "small": dict(num_train=16, num_val=8, image_size=160, num_classes=3)}
 
-# (tab label, module) in wizard order; each module has build(ctx) and optionally api(ctx)
+# (tab label, module) in wizard order; each module has build(ctx, demo, tab) and optionally api(ctx)
 PAGES = (
     ("1 · Data", "toolbox.ui.data"),
     ("2 · Train", "toolbox.ui.train"),
@@ -98,23 +98,38 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             "close the tab whenever you like, they keep going (see *Runs*).\n\n"
             f"<span class='tb-step'>Workspace: <code>{ctx.workspace.root}</code></span>",
             elem_classes=["tb-hero"])
+        pages: list[tuple[gr.Tab, list[gr.Timer]]] = []
         with gr.Tabs(elem_id="tb-tabs"):
             for label, module_name in PAGES:
-                with gr.Tab(label, id=module_name.rsplit(".", 1)[-1], elem_id=f"tab-{module_name.rsplit('.', 1)[-1]}"):
-                    _build_page(ctx, module_name, demo)
+                short = module_name.rsplit(".", 1)[-1]
+                with gr.Tab(label, id=short, elem_id=f"tab-{short}") as tab:
+                    pages.append((tab, _build_page(ctx, module_name, demo, tab)))
+        _wire_timers(pages)
     return demo
 
 
-def _build_page(ctx: AppContext, module_name: str, demo: gr.Blocks) -> None:
+def _wire_timers(pages: list[tuple[gr.Tab, list[gr.Timer]]]) -> None:
+    """Only the shown page's timers tick: a hidden page needs no refresh, and two cores need the time."""
+    all_timers = [t for _, timers in pages for t in timers]
+    if not all_timers:
+        return
+    for tab, timers in pages:
+        mine = {id(t) for t in timers}
+        tab.select(lambda mine=mine: [gr.Timer(active=id(t) in mine) for t in all_timers], None, all_timers,
+                   api_visibility="private", show_progress="hidden")
+
+
+def _build_page(ctx: AppContext, module_name: str, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         gr.Markdown(f"{badge('queued', 'not available')} This step needs `{e.name}`, which is not "
                     "installed or not built yet.")
-        return
-    module.build(ctx, demo)
+        return []
+    timers = module.build(ctx, demo, tab) or []
     if hasattr(module, "api"):
         module.api(ctx)
+    return list(timers)
 
 
 def make_context(workspace: Workspace, data_dirs: list[str] | None = None) -> AppContext:

@@ -161,7 +161,7 @@ def show(ctx: AppContext, name: str | None, error: str | None = None):
 
 
 # ---------------------------------------------------------------------- page
-def build(ctx: AppContext, demo: gr.Blocks) -> None:
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     gr.Markdown(intro("1 · Your data",
                       "Point at a dataset folder or archive (COCO, Roboflow-COCO, Pascal VOC, YOLO or LabelMe "
                       "are detected), or upload a zip. The toolbox copies it into the workspace as COCO, "

@@ -64,7 +64,7 @@ def _r(v):
     return None if v is None else round(float(v), 4)
 
 
-def build(ctx: AppContext, demo: gr.Blocks) -> None:
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     gr.Markdown(intro("3 · Evaluate",
                       "Measure how well a trained run detects objects on images it did not train on "
                       "(COCO metrics: AP is the main figure, 0 to 1, higher is better). Evaluation runs "
@@ -93,10 +93,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         coco = gr.Dataframe(interactive=False, label="COCO metrics", elem_id="eval-coco", scale=3,
                             column_widths=["15%", "15%", "70%"])
         per_class = gr.Dataframe(interactive=False, label="Per-class AP", elem_id="eval-per-class", scale=2)
-    prs = gr.Gallery(label="Precision-recall curves", columns=4, height=300, elem_id="eval-pr")
+    prs = gr.Gallery(label="Precision-recall curves", columns=4, height=320, elem_id="eval-pr",
+                     object_fit="contain")
     vis = gr.Gallery(label="Predictions drawn on validation images", columns=4, height=420, elem_id="eval-vis")
     shown = gr.State(None)  # (run, metrics.json mtime) on screen, so the timer only reloads new results
-    timer = gr.Timer(2.0)
+    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
     result_outputs = [head, coco, per_class, prs, vis]
 
     def stamp(r):
@@ -121,18 +122,21 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             return (*out, *[gr.skip()] * len(result_outputs), gr.skip())
         return (*out, *show(r))
 
-    def refresh_lists():
-        return (gr.update(choices=list_runs(ctx.workspace, with_checkpoint=True)),
+    def refresh_lists(current):
+        runs_now = list_runs(ctx.workspace, with_checkpoint=True)
+        return (gr.update(choices=runs_now, value=current if current in runs_now else (runs_now or [None])[0]),
                 gr.update(choices=[RUN_DATASET, *list_datasets(ctx.workspace)]))
 
     start.click(on_start, [run, weights, dataset, split, threshold, vis_count], [message, *follower.outputs()],
                 api_visibility="private")
     run.change(show, [run], [*result_outputs, shown], api_visibility="private")
-    refresh_btn.click(refresh_lists, None, [run, dataset], api_visibility="private")
+    refresh_btn.click(refresh_lists, [run], [run, dataset], api_visibility="private")
+    tab.select(refresh_lists, [run], [run, dataset], api_visibility="private")
     timer.tick(tick, [*follower.inputs(), run, shown], [*follower.outputs(), *result_outputs, shown],
                api_visibility="private", show_progress="hidden")
-    demo.load(refresh_lists, None, [run, dataset], api_visibility="private").then(
+    demo.load(refresh_lists, [run], [run, dataset], api_visibility="private").then(
         show, [run], [*result_outputs, shown], api_visibility="private")
+    return [timer]
 
 
 def api(ctx: AppContext) -> None:

@@ -131,7 +131,7 @@ def download_updates(ctx: AppContext, export: str | None) -> list:
 
 
 # ---------------------------------------------------------------------- page
-def build(ctx: AppContext, demo: gr.Blocks) -> None:
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     gr.Markdown(intro("4 · Export and deploy",
                       "Turn a trained run into models your device runs: the Paddle inference model, ONNX, and "
                       "RKNN for the RK3588 NPU. Each format is checked against the original model (the "
@@ -178,7 +178,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     with gr.Row(elem_id="deploy-downloads"):
         buttons = [gr.DownloadButton(t, visible=False, elem_id=f"dl-{t}", size="md") for t in tlist]
     shown = gr.State(None)
-    timer = gr.Timer(2.0)
+    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
     result_outputs = [head, fmt_table, parity, *buttons]
 
     def fingerprint(e):
@@ -214,20 +214,23 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             return (*out, gr.skip(), *[gr.skip()] * len(result_outputs), gr.skip())
         return (*out, gr.update(choices=exports_now), *show(e))
 
-    def refresh_lists():
-        return (gr.update(choices=list_runs(ctx.workspace, with_checkpoint=True)),
-                gr.update(choices=list_exports(ctx.workspace)))
+    def refresh_lists(r, e):
+        runs_now, exports_now = list_runs(ctx.workspace, with_checkpoint=True), list_exports(ctx.workspace)
+        return (gr.update(choices=runs_now, value=r if r in runs_now else (runs_now or [None])[0]),
+                gr.update(choices=exports_now, value=e if e in exports_now else (exports_now or [None])[0]))
 
     start.click(on_export, [run, weights, name, formats, input_size, fp16_onnx, rknn_quant, calib_size],
                 [message, *follower.outputs()], api_visibility="private")
     deploy_btn.click(on_deploy, [export_pick, chosen], [message, *follower.outputs()], api_visibility="private")
     export_pick.change(show, [export_pick], [*result_outputs, shown], api_visibility="private")
-    refresh_btn.click(refresh_lists, None, [run, export_pick], api_visibility="private")
+    refresh_btn.click(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private")
+    tab.select(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private")
     timer.tick(tick, [*follower.inputs(), export_pick, shown],
                [*follower.outputs(), export_pick, *result_outputs, shown], api_visibility="private",
                show_progress="hidden")
-    demo.load(refresh_lists, None, [run, export_pick], api_visibility="private").then(
+    demo.load(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private").then(
         show, [export_pick], [*result_outputs, shown], api_visibility="private")
+    return [timer]
 
 
 def api(ctx: AppContext) -> None:

@@ -138,6 +138,7 @@ class JobManager:
         env = {**os.environ, **self.extra_env, ENV_JOB_ID: str(job_id)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("PYTHONWARNINGS", "ignore")  # library warnings (ccache, …) would bury the log tail
         log_path = Path(row.get("log_path") or self.logs_dir / f"{job_id}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:

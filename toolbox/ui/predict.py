@@ -61,7 +61,7 @@ def boxes_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def build(ctx: AppContext, demo: gr.Blocks) -> None:
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     gr.Markdown(intro("5 · Try it",
                       "Upload a picture and see what your model finds. Pick an export (the model you will "
                       "ship, run with ONNX Runtime) or a training run (its best checkpoint)."))
@@ -93,9 +93,14 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return msg, res.get("vis_path"), boxes_table(res)
 
     go.click(on_detect, [image, source, threshold], [status, drawn, table], api_visibility="private")
-    refresh.click(lambda: gr.update(choices=sources(ctx)), None, [source], api_visibility="private")
-    demo.load(lambda s: gr.update(choices=sources(ctx), value=s or (sources(ctx) or [(None, None)])[0][1]),
-              [source], [source], api_visibility="private")
+    def refresh_sources(current):
+        now = sources(ctx)
+        values = [v for _, v in now]
+        return gr.update(choices=now, value=current if current in values else (values or [None])[0])
+
+    refresh.click(refresh_sources, [source], [source], api_visibility="private")
+    demo.load(refresh_sources, [source], [source], api_visibility="private")
+    tab.select(refresh_sources, [source], [source], api_visibility="private")
 
 
 def api(ctx: AppContext) -> None:

@@ -98,7 +98,7 @@ def job_detail(ctx: AppContext, job_id) -> tuple[str, str, str]:
     return "\n\n".join(lines), progress_html(frac, caption), tail(log_path, lines=60)
 
 
-def build(ctx: AppContext, demo: gr.Blocks) -> None:
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     gr.Markdown(intro("Runs and jobs",
                       "Every training, evaluation, export and deploy job of this workspace, whether started "
                       "here or from a terminal (`python -m toolbox ...`). Jobs keep running when you close "
@@ -116,7 +116,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     progress = gr.HTML(elem_id="runs-progress")
     log = gr.Textbox(label="Log (last lines)", lines=14, max_lines=14, interactive=False,
                      elem_classes=["tb-log"], elem_id="runs-log", autoscroll=True)
-    timer = gr.Timer(2.0)
+    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
 
     def on_select(evt: gr.SelectData, df: pd.DataFrame):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -139,10 +139,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     table.select(on_select, [table], [job_id], api_visibility="private")
     job_id.change(lambda j: job_detail(ctx, j), [job_id], [header, progress, log], api_visibility="private")
     refresh.click(refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
+    tab.select(refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
     timer.tick(refresh_all, [job_id], [table, header, progress, log], api_visibility="private",
                show_progress="hidden")
     cancel.click(do_cancel, [job_id], [message], api_visibility="private").then(
         refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
+    return [timer]
 
 
 # ---------------------------------------------------------------------- API endpoints

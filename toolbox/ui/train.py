@@ -223,7 +223,7 @@ def run_summary(view: JobView | None) -> str:
 
 
 # ---------------------------------------------------------------------- page
-def build(ctx: AppContext, demo: gr.Blocks) -> None:
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     gr.Markdown(intro("2 · Train a detector",
                       "Pick a model (bigger = more accurate, slower) and a checked dataset, then **Start**. "
                       "Defaults follow the published RT-DETR recipe; the options below are optional. "
@@ -285,7 +285,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         lr_plot = gr.LinePlot(x="step", y="lr", title="Learning rate", height=260, elem_id="train-lr-plot")
         map_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation mAP", height=260,
                                elem_id="train-map-plot", y_lim=[0, None])
-    timer = gr.Timer(2.0)
+    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
 
     def on_model(m):
         d = option_defaults(m)
@@ -328,7 +328,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     live = [*follower.outputs(), summary, loss_plot, lr_plot, map_plot]
     timer.tick(refresh, follower.inputs(), live, api_visibility="private", show_progress="hidden")
     follower.job.change(refresh, follower.inputs(), live, api_visibility="private", show_progress="hidden")
-    demo.load(lambda: gr.update(choices=list_datasets(ctx.workspace)), None, [dataset], api_visibility="private")
+    def refresh_datasets(current):
+        names = list_datasets(ctx.workspace)
+        return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+
+    demo.load(refresh_datasets, [dataset], [dataset], api_visibility="private")
+    tab.select(refresh_datasets, [dataset], [dataset], api_visibility="private")
+    return [timer]
 
 
 # ---------------------------------------------------------------------- API endpoints
