@@ -139,3 +139,34 @@ def test_cli_predict_with_model_and_weights(session_workspace, tiny_run, tmp_pat
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads((tmp_path / "o" / f"{one.stem}.json").read_text())
     assert {b["label"] for b in data["boxes"]} <= {"ball", "block", "cone"} and data["boxes"]
+
+
+def _match(a: list[dict], b: list[dict], top: int = 20) -> None:
+    """Detections agree by IoU matching (near-tied scores may reorder), CONTRACTS.md's parity rule."""
+    from toolbox.data.transforms import box_iou
+
+    a, b = a[:top], b[:top]
+    assert len(a) == len(b)
+    ious = box_iou(np.array([d["coordinate"] for d in a], np.float32), np.array([d["coordinate"] for d in b], np.float32))
+    for i, d in enumerate(a):
+        j = int(np.argmax(ious[i]))
+        assert ious[i, j] > 0.99 and b[j]["cls_id"] == d["cls_id"] and abs(b[j]["score"] - d["score"]) < 1e-3
+
+
+def test_predict_with_an_export_matches_the_run(session_workspace, tiny_run, request, tmp_path):
+    from tests.conftest import require
+    from toolbox.engine.predict import OnnxPredictor, boxes_json, read_image
+
+    try:
+        export_dir = Path(request.getfixturevalue("tiny_export"))
+    except pytest.FixtureLookupError:
+        require(False, "the export step's tiny_export fixture is not available")
+    one = sorted((session_workspace.dataset_dir("tiny") / "images").glob("val_*.jpg"))[0]
+    ref = toolbox.predict([one], run=tiny_run.name, threshold=0.0, out=tmp_path / "run", workspace=session_workspace,
+                          progress=False)[0]["boxes"]
+    via_runtime = toolbox.predict([one], export=str(export_dir), threshold=0.0, out=tmp_path / "exp",
+                                  workspace=session_workspace, progress=False)[0]["boxes"]
+    _match(ref, via_runtime)
+    own = OnnxPredictor(export_dir)  # this module's own ONNX Runtime path, reading infer_cfg.yml
+    labels, boxes, scores = own([read_image(one)])
+    _match(ref, boxes_json(labels[0], boxes[0], scores[0], own.label_list, 0.0))

@@ -200,13 +200,14 @@ def evaluate(run: str | None = None, *, model: str | None = None, weights: str |
 def predict(inputs: str | Path | Iterable[str | Path], *, run: str | None = None, export: str | None = None,
             model: str | None = None, weights: str | None = None, labels: str | None = None,
             num_classes: int | None = None, threshold: float = 0.5, input_size: int | None = None,
-            out: str | Path | None = None, device: str = "cpu", video_stride: int = 1,
+            out: str | Path | None = None, device: str = "cpu", video_stride: int = 1, backend: str = "onnxruntime",
             workspace: Workspace | str | None = None, progress: bool = True) -> list[dict]:
     """Detect objects in images, folders or videos with a run, an export folder, or model + weights.
 
     Returns one dict per input file (PaddleX shape: input_path, boxes [{cls_id, label, score,
     coordinate}], plus json_path and vis_path) and writes them, drawn, to `out`
-    (default workspace/predictions/<time>/).
+    (default workspace/predictions/<time>/). With `export`, `backend` picks the export's format:
+    onnxruntime (model.onnx), onnxruntime-fp16, paddle (Paddle Inference) or rknn-onnx (the RK3588 split).
     """
     from . import distributed as D
     from . import predict as P
@@ -219,7 +220,7 @@ def predict(inputs: str | Path | Iterable[str | Path], *, run: str | None = None
         inputs = [inputs]
     files = P.expand_inputs(inputs)
     if export:
-        predictor = P.export_predictor(ws.export_dir(export))
+        predictor = P.export_predictor(ws.export_dir(export), backend)
     else:
         D.setup_device(device, amp=False)
         label_list = None

@@ -114,6 +114,9 @@ def _predict(sub, common) -> None:
     p.add_argument("--input-size", type=int, metavar="S", help="with --run/--model: inference size")
     p.add_argument("--out", metavar="DIR", help="output folder (default: workspace/predictions/<time>/)")
     p.add_argument("--device", default="cpu", metavar="cpu|gpu", help="device for --run/--model (default cpu)")
+    p.add_argument("--backend", default="onnxruntime",
+                   choices=("onnxruntime", "onnxruntime-fp16", "paddle", "rknn-onnx"),
+                   help="with --export: which exported format runs (default onnxruntime on model.onnx)")
     p.add_argument("--video-stride", type=int, default=1, help="predict every N-th video frame")
     p.set_defaults(func=run_predict)
 
@@ -170,7 +173,7 @@ def run_predict(args) -> int:
     results = predict(args.inputs, run=args.run, export=args.export, model=args.model, weights=args.weights,
                       labels=args.labels, num_classes=args.num_classes, threshold=args.threshold,
                       input_size=args.input_size, out=args.out, device=args.device,
-                      video_stride=args.video_stride, workspace=args.workspace)
+                      video_stride=args.video_stride, backend=args.backend, workspace=args.workspace)
     for r in results:
         n = len(r.get("boxes", [])) if "boxes" in r else sum(len(f["boxes"]) for f in r.get("frames", []))
         print(f"{r['input_path']}: {n} boxes -> {r['json_path']}")

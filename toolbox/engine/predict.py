@@ -105,22 +105,32 @@ def _step(step: Any) -> tuple[str, dict]:
     return str(step), {}
 
 
-def export_predictor(export_dir: str | Path):
-    """The export step's runtime predictor when it exists, else the ONNX Runtime path here."""
+class ExportPredictor:
+    """Adapter over the export step's runtime (toolbox.export.runtime.Predictor): the same call shape as
+    the Paddle predictor here, any backend an export folder offers (onnxruntime, onnxruntime-fp16, paddle,
+    rknn-onnx)."""
+
+    def __init__(self, export_dir: str | Path, backend: str = "onnxruntime"):
+        from ..export.runtime import Predictor
+
+        self.inner = Predictor(export_dir, backend=backend)
+        self.label_list = list(self.inner.label_list)
+        self.input_size = self.inner.input_size
+
+    def __call__(self, images: Sequence[np.ndarray]):
+        res = self.inner.predict(list(images))
+        return [r["labels"] for r in res], [r["boxes"] for r in res], [r["scores"] for r in res]
+
+
+def export_predictor(export_dir: str | Path, backend: str = "onnxruntime"):
+    """The export step's runtime when it is installed; else this module's ONNX Runtime path (onnxruntime)."""
     try:
-        from ..export import runtime  # type: ignore[attr-defined]
+        import toolbox.export.runtime  # noqa: F401
     except ImportError:
+        if backend != "onnxruntime":
+            raise UsageError(f"backend {backend} needs toolbox.export.runtime, which is not available")
         return OnnxPredictor(export_dir)
-    for name in ("load_predictor", "Predictor", "OnnxPredictor"):
-        factory = getattr(runtime, name, None)
-        if factory is not None:
-            try:
-                pred = factory(export_dir)
-            except TypeError:
-                continue
-            if callable(pred) and hasattr(pred, "label_list"):
-                return pred
-    return OnnxPredictor(export_dir)
+    return ExportPredictor(export_dir, backend)
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
