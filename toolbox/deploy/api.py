@@ -132,6 +132,7 @@ def _sample_png(export_dir: Path, sample: str | os.PathLike | None) -> bytes:
     candidates = [Path(sample)] if sample else []
     candidates += sorted(p for p in export_dir.glob("sample*") if p.suffix.lower() in IMAGE_SUFFIXES)
     candidates += sorted(p for p in (export_dir / "samples").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    candidates += [Path(p) for p in _export_report(export_dir).get("samples") or []]
     candidates += _dataset_images(export_dir)
     for p in candidates:
         if p.is_file():

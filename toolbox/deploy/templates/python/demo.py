@@ -23,6 +23,7 @@ import rtdetr_cpu  # the CPU stages of the RK3588 split (numpy), copied from the
 
 HERE = Path(__file__).resolve().parent
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+RESIZED_U8 = "_resized_uint8_nhwc"
 
 
 def load_config(model_dir: Path) -> dict:
@@ -65,10 +66,11 @@ def preprocess(image_rgb: np.ndarray, cfg: dict) -> dict[str, np.ndarray]:
     """SxS bicubic resize (aspect not kept), scale/normalise, HWC→CHW: the model's two inputs."""
     h, w = image_rgb.shape[:2]
     s = cfg["size"]
-    x = cv2.resize(image_rgb, (s, s), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    x = (x * cfg["scale"] - cfg["mean"]) / cfg["std"]
+    resized = cv2.resize(image_rgb, (s, s), interpolation=cv2.INTER_CUBIC)
+    x = (resized.astype(np.float32) * cfg["scale"] - cfg["mean"]) / cfg["std"]
     return {"images": np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32),
-            "orig_target_sizes": np.array([[w, h]], dtype=np.int64)}
+            "orig_target_sizes": np.array([[w, h]], dtype=np.int64),
+            RESIZED_U8: resized[None]}  # what an NPU graph with Normalize folded in takes (uint8 NHWC)
 
 
 class Pipeline:
@@ -155,23 +157,24 @@ def _rknn_runner(path: Path, stage: dict):
         warnings.warn("rknn-toolkit-lite2 is not installed: the NPU stage runs on the CPU with onnxruntime",
                       stacklevel=2)
         return None
-    rknn = RKNNLite(verbose=False)
     try:
-        if rknn.load_rknn(str(path)) != 0 or rknn.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO) != 0:
+        rknn = RKNNLite(verbose=False)
+        if rknn.load_rknn(str(path)) != 0:
+            raise RuntimeError(f"load_rknn({path.name}) failed")
+        if rknn.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO) != 0:
             raise RuntimeError("init_runtime failed")
     except Exception as e:  # noqa: BLE001 - no NPU (not a board, container without /dev/dri): fall back
         warnings.warn(f"RKNN runtime unavailable ({e}): the NPU stage runs on the CPU with onnxruntime",
                       stacklevel=2)
         return None
-    ins, outs = _names(stage.get("inputs", [])), _names(stage.get("outputs", []))
+    ins, outs = stage.get("inputs", []), _names(stage.get("outputs", []))
 
     def run(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = []
-        for n in ins:
-            x = t[n]
-            if x.ndim == 4 and x.shape[1] == 3:  # RKNN takes images as NHWC
-                x = x.transpose(0, 2, 3, 1)
-            feed.append(np.ascontiguousarray(x))
+        for i in ins:
+            name = i["name"] if isinstance(i, dict) else i
+            uint8_image = isinstance(i, dict) and i.get("dtype") == "uint8" and i.get("layout") == "NHWC"
+            feed.append(np.ascontiguousarray(t[RESIZED_U8] if uint8_image else t[name]))
         got = rknn.inference(inputs=feed)
         return {n: np.asarray(v) for n, v in zip(outs, got)}
 
@@ -179,12 +182,13 @@ def _rknn_runner(path: Path, stage: dict):
 
 
 def detections(t: dict[str, np.ndarray], labels: list[str], threshold: float) -> list[dict]:
-    """Batch-of-one outputs labels [1,K], boxes [1,K,4], scores [1,K] → list, best first."""
+    """Batch-of-one outputs labels [1,K], boxes [1,K,4], scores [1,K] → list, best first (the same keys as
+    `python -m toolbox predict`: cls_id, label, score, coordinate = x1, y1, x2, y2 in pixels)."""
     scores, cls, boxes = t["scores"][0], t["labels"][0].astype(np.int64), t["boxes"][0]
     keep = np.nonzero(scores >= threshold)[0]
     keep = keep[np.argsort(-scores[keep], kind="stable")]
     return [{"cls_id": int(cls[i]), "label": labels[cls[i]] if 0 <= cls[i] < len(labels) else str(cls[i]),
-             "score": float(scores[i]), "bbox": [float(v) for v in boxes[i]]} for i in keep]
+             "score": float(scores[i]), "coordinate": [float(v) for v in boxes[i]]} for i in keep]
 
 
 def draw(image_bgr: np.ndarray, dets: list[dict]) -> np.ndarray:
@@ -193,7 +197,7 @@ def draw(image_bgr: np.ndarray, dets: list[dict]) -> np.ndarray:
     for d in dets:
         hue = (d["cls_id"] * 0.618033988749895) % 1.0
         color = cv2.cvtColor(np.uint8([[[int(hue * 180), 217, 242]]]), cv2.COLOR_HSV2BGR)[0, 0].tolist()
-        x1, y1, x2, y2 = (int(round(v)) for v in d["bbox"])
+        x1, y1, x2, y2 = (int(round(v)) for v in d["coordinate"])
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
         name = d["label"] if d["label"].isascii() else f"#{d['cls_id']}"  # OpenCV fonts have no CJK glyphs
         text = f"{name} {d['score']:.2f}"
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"error: cannot read image {path}")
         t = pipe(preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), cfg))
         dets = detections(t, cfg["labels"], threshold)
-        results.append({"image": path.as_posix(), "width": bgr.shape[1], "height": bgr.shape[0], "detections": dets})
+        results.append({"input_path": path.as_posix(), "width": bgr.shape[1], "height": bgr.shape[0], "boxes": dets})
         vis = args.out / f"{path.stem}.jpg"
         cv2.imwrite(str(vis), draw(bgr, dets))
         print(f"{path.name}: {len(dets)} detections -> {vis}", file=sys.stderr)

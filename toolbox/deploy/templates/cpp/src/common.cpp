@@ -272,14 +272,14 @@ void draw(Image& img, const std::vector<Detection>& dets, const std::vector<std:
 std::string to_json(const fs::path& image, const Image& img, const std::vector<Detection>& dets,
                     const std::vector<std::string>& labels) {
     json j;
-    j["image"] = image.generic_string();
+    j["input_path"] = image.generic_string();
     j["width"] = img.w;
     j["height"] = img.h;
-    j["detections"] = json::array();
+    j["boxes"] = json::array();
     for (const auto& d : dets) {
         std::string name = d.cls >= 0 && d.cls < static_cast<int64_t>(labels.size()) ? labels[d.cls] : std::to_string(d.cls);
-        j["detections"].push_back({{"cls_id", d.cls}, {"label", name}, {"score", d.score},
-                                   {"bbox", {d.box[0], d.box[1], d.box[2], d.box[3]}}});
+        j["boxes"].push_back({{"cls_id", d.cls}, {"label", name}, {"score", d.score},
+                              {"coordinate", {d.box[0], d.box[1], d.box[2], d.box[3]}}});
     }
     return j.dump();
 }
