@@ -221,3 +221,21 @@ def test_many_errors_are_capped_but_counted(tmp_path, workspace, monkeypatch):
     listed = issues(r, "bbox_degenerate")
     assert len(listed) == 4 and listed[-1]["problem"].startswith("... and 7 more 'bbox_degenerate' errors in train")
     assert r["error_counts"] == {"bbox_degenerate": 10}
+
+
+def test_same_image_in_two_splits_is_a_warning(tmp_path, workspace):
+    val = coco_dict([(1, "a.jpg", 64, 48)], [(1, 1, 1, [1, 1, 5, 5])])
+    r = check(make_coco_dataset(tmp_path / "d", val=val), workspace=workspace)
+    assert r["check_pass"]
+    [w] = issues(r, "image_in_two_splits", "warnings")
+    assert w["problem"].startswith("image a.jpg is in both train and val")
+
+
+def test_fix_in_place_keeps_bak(tmp_path, workspace):
+    train = coco_dict([(1, "a.jpg", 64, 48)], [(1, 1, 1, [1, 1, 5, 5]), (2, 1, 1, [1, 1, 0, 5])])
+    convert(make_coco_dataset(tmp_path / "d", train=train), workspace=workspace)
+    ann = workspace.datasets / "d" / "annotations"
+    original = (ann / "instance_train.json").read_text()
+    r = check("d", workspace=workspace, fix=True)
+    assert r["check_pass"] and (ann / "instance_train.json.bak").read_text() == original
+    assert [a["id"] for a in json.loads((ann / "instance_train.json").read_text())["annotations"]] == [1]

@@ -175,6 +175,7 @@ def check_source(source: Source, probe: ImageProbe | None = None) -> CheckResult
     for name in SPLITS:
         if name in splits and not splits[name].broken and _schema_ok(splits[name], out):
             stats[name] = _check_split(splits[name], set(categories), probe, out)
+    _check_overlap(splits, stats, out)
     # class mapping from the category lists and the ids in use (counted above, no second pass over boxes)
     used = sorted({cid for st in stats.values() for cid in st.boxes_per_class})
     lists = [{"categories": s.coco.get("categories") if isinstance(s.coco.get("categories"), list) else []}
@@ -183,6 +184,31 @@ def check_source(source: Source, probe: ImageProbe | None = None) -> CheckResult
              for d in lists]
     cat_ids, names = class_mapping(lists + [{"annotations": [{"category_id": c} for c in used]}])
     return CheckResult(out.all, stats, cat_ids, names)
+
+
+def _check_overlap(splits: dict[str, Split], stats: dict, out: _Collector) -> None:
+    """The same image file in two splits inflates validation scores: warn, naming it."""
+    seen: dict[str, str] = {}
+    for name in SPLITS:
+        if name not in stats:
+            continue
+        split = splits[name]
+        images = split.coco["images"]
+        if split.image_src is not None:
+            keys = [str(p) if p is not None else None for p in split.image_src]
+        else:
+            base = f"{split.image_root}/"
+            keys = [base + fn if isinstance(fn, str) else None for fn in _col(images, "file_name")]
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            if key in seen and seen[key] != name:
+                im = images[i]
+                out.add(Issue("image_in_two_splits", im.get("file_name"), None,
+                              f"image {im.get('file_name')} is in both {seen[key]} and {name}: scores on {name} "
+                              f"will look better than they are", "warning"), name, i, "image")
+            else:
+                seen.setdefault(key, name)
 
 
 def _check_split_presence(splits: dict[str, Split], out: _Collector) -> None:

@@ -20,7 +20,6 @@ from .source import Source, Split, relative
 
 EXIF_ORIENTATION = 0x0112
 SWAPS_AXES = {5, 6, 7, 8}
-Image.MAX_IMAGE_PIXELS = 20000 * 20000  # large aerial tiles are fine; beyond is a decompression bomb
 
 
 def probe_file(path: Path | None) -> ImageInfo:

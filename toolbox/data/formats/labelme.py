@@ -21,11 +21,13 @@ SKIP = {"annotations", "check"}
 
 
 def _is_labelme(path: Path) -> bool:
+    """LabelMe writes "shapes" near the top (imageData, which can be huge, comes last)."""
     try:
-        head = path.read_bytes()[:4096]
+        with open(path, "rb") as f:
+            head = f.read(65536)
     except OSError:
         return False
-    return b'"shapes"' in head or b'"imagePath"' in head or (b'"shapes"' in path.read_bytes())
+    return b'"shapes"' in head
 
 
 def _jsons(folder: Path) -> list[Path]:
