@@ -82,8 +82,8 @@ def _ints(values: list) -> tuple[np.ndarray, np.ndarray]:
     arr = np.asarray(values)
     if arr.ndim == 1 and arr.dtype.kind in "iu":
         return arr.astype(np.int64, copy=False), np.ones(n, bool)
-    ok = np.fromiter((type(v) is int for v in values), bool, n)
-    return np.fromiter((v if type(v) is int else -1 for v in values), np.int64, n), ok
+    ok = np.fromiter((type(v) is int and -(2 ** 63) <= v < 2 ** 63 for v in values), bool, n)
+    return np.fromiter((v if o else -1 for v, o in zip(values, ok)), np.int64, n), ok
 
 
 def _is_num(v: Any) -> bool:
@@ -135,7 +135,8 @@ def _fmt(v: float) -> str:
 
 # --------------------------------------------------------------------------- the checker
 class _Collector:
-    """Issues with a per-(split, code) cap on how many are listed."""
+    """Collects every issue with where it sits (split, row, image or annotation); `listed` caps what
+    the report shows, --fix uses them all."""
 
     def __init__(self) -> None:
         self.all: list[Issue] = []
