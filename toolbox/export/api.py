@@ -391,10 +391,9 @@ class _ExportJob:
                                  f"detections {stats}")
 
     def onnx_fp16(self) -> None:
-        from .onnx import convert, graph_io, session
+        from .onnx import graph_io, session, to_fp16
 
-        path = convert(self.paddle_dir, self.dir / "model_fp16.onnx", ["labels", "boxes", "scores"], fp16=True,
-                       log_path=self.log)
+        path = to_fp16(self.dir / "model.onnx", self.dir / "model_fp16.onnx")
         feeds = {"images": self.X, "orig_target_sizes": self.sizes}
         ref = session(self.dir / "model.onnx").run(None, feeds)
         out = session(path).run(None, feeds)

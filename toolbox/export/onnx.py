@@ -46,6 +46,38 @@ def convert(paddle_dir: str | os.PathLike, save_file: str | os.PathLike, output_
     return save_file
 
 
+def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """float16 weights and compute, float32 inputs/outputs (same signature as the fp32 model).
+
+    paddle2onnx 2.1.0's export_fp16_model flag leaves every weight in float32, so the fp32 graph is
+    converted with onnxconverter-common instead, with three fixes found on RT-DETR graphs:
+    - the decomposed LayerNorm (ReduceMean, Pow, Sqrt) stays float32: in float16 onnxruntime's
+      SimplifiedLayerNormFusion breaks the graph ("name which does not exist") and precision suffers;
+    - the graph's own Cast-to-float nodes become Cast-to-float16 (the converter leaves them, and the
+      graph no longer type-checks);
+    - "Cast" must not be in the block list: the converter then loops forever on the casts it adds.
+    """
+    import onnx
+    from onnxconverter_common import float16
+
+    dst = Path(dst)
+    model = onnx.load(str(src))
+    own_casts = {n.name for n in model.graph.node if n.op_type == "Cast"}
+    model = float16.convert_float_to_float16(
+        model, keep_io_types=True, op_block_list=float16.DEFAULT_OP_BLOCK_LIST + ["ReduceMean", "Pow", "Sqrt"])
+    outputs = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.name in own_casts and node.output[0] not in outputs:
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
+                    attr.i = onnx.TensorProto.FLOAT16
+    onnx.checker.check_model(model)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, dst)
+    return dst
+
+
 def rename_outputs(model, names: Sequence[str]) -> None:
     """Rename the graph outputs, in order, everywhere they are referenced."""
     outs = model.graph.output
