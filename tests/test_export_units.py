@@ -1,0 +1,105 @@
+"""Export building blocks without a trained model: the numpy CPU stages against the model's own Paddle
+code, IoU matching, infer_cfg round trip, option errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+def test_numpy_postprocess_equals_the_models():
+    import paddle
+
+    from toolbox.export import rtdetr_cpu
+    from toolbox.models import postprocess
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (2, 50, 7)).astype(np.float32)
+    boxes = rng.uniform(0.05, 0.95, (2, 50, 4)).astype(np.float32)
+    boxes[0, 0] = [0.02, 0.98, 0.3, 0.3]  # pokes out of the image: clipped
+    sizes = np.array([[640, 480], [33, 200]], np.int64)
+    ref = [t.numpy() for t in postprocess(paddle.to_tensor(logits), paddle.to_tensor(boxes), paddle.to_tensor(sizes), 300)]
+    got = rtdetr_cpu.postprocess(logits, boxes, sizes, 300)
+    assert [g.dtype for g in got] == [np.int64, np.float32, np.float32]
+    assert got[0].shape == (2, 300) and got[1].shape == (2, 300, 4)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-4)
+    np.testing.assert_allclose(got[2], ref[2], atol=1e-6)
+    assert got[1][..., 0::2].max() <= 640 and got[1].min() >= 0
+
+
+def test_numpy_query_selection_equals_the_models():
+    import paddle
+
+    from toolbox.export import rtdetr_cpu
+    from toolbox.models import build_model
+
+    paddle.seed(1)
+    model = build_model("tiny-test", 3)
+    model.eval()
+    with paddle.no_grad():
+        memory, out_mem, enc_logits, enc_unact, _ = model.transformer.encode(model.extract(paddle.rand([1, 3, 128, 128])))
+        target, ref_unact, _, _ = model.transformer.select_queries(out_mem, enc_logits, enc_unact)
+    t, r = rtdetr_cpu.select_queries(out_mem.numpy(), enc_logits.numpy(), enc_unact.numpy(), model.transformer.num_queries)
+    np.testing.assert_array_equal(t, target.numpy())
+    np.testing.assert_array_equal(r, ref_unact.numpy())
+
+
+def test_iou_matching_ignores_order_and_catches_moved_boxes():
+    from toolbox.export.compare import match_detections
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 200, (30, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(10, 50, (30, 2))], 1).astype(np.float32)
+    labels = rng.integers(0, 3, 30)
+    scores = np.sort(rng.uniform(0, 1, 30))[::-1].astype(np.float32)
+    perm = rng.permutation(30)
+    same = match_detections((labels, boxes, scores), (labels[perm], boxes[perm], scores[perm] + 1e-4))
+    assert same.ok and same.compared == 20 and same.min_iou == pytest.approx(1.0)
+    moved = boxes.copy()
+    moved[perm[:1]] += np.float32(40)  # one box moved far
+    worse = match_detections((labels, boxes, scores), (labels, moved, scores), top=30)
+    assert not worse.ok and worse.matched == 29
+    relabelled = match_detections((labels, boxes, scores), ((labels + 1) % 3, boxes, scores), top=30)
+    assert relabelled.matched < 30
+
+
+def test_infer_cfg_round_trips(tmp_path):
+    import yaml
+
+    from toolbox.export.paddle_static import build_infer_cfg, paddle_stage, read_infer_cfg, write_infer_cfg
+
+    cfg = build_infer_cfg(model_name="tiny-test", arch="RT-DETRv2", num_classes=2, input_size=128,
+                          label_list=["猫", "dog"], sampling="grid", stages=[paddle_stage(128)], num_queries=100)
+    write_infer_cfg(tmp_path, cfg)
+    assert read_infer_cfg(tmp_path) == cfg
+    assert json.loads((tmp_path / "infer_cfg.json").read_text(encoding="utf-8")) == cfg
+    raw = yaml.safe_load((tmp_path / "infer_cfg.yml").read_text(encoding="utf-8"))
+    assert [next(iter(op)) for op in raw["preprocess"]] == ["Resize", "Normalize", "Permute"]
+    assert raw["io"]["inputs"][1] == {"name": "orig_target_sizes", "dtype": "int64", "shape": [-1, 2],
+                                      "meaning": "original image (width, height)"}
+    assert "猫" in (tmp_path / "infer_cfg.yml").read_text(encoding="utf-8")  # readable, not escaped
+
+
+def test_missing_infer_cfg_is_a_clear_input_error(tmp_path):
+    from toolbox.errors import InputError
+    from toolbox.export.runtime import Predictor
+
+    with pytest.raises(InputError, match="infer_cfg.yml is missing"):
+        Predictor(tmp_path)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["export"], "nothing to export"),
+    (["export", "--model", "tiny-test", "--weights", "x.pdparams", "--num-classes", "3", "--formats", "onnx,tflite"],
+     "unknown export format"),
+    (["export", "--run", "a", "--model", "tiny-test"], "either --run or --model"),
+    (["export", "--model", "tiny-test", "--weights", "x.pdparams"], "--num-classes"),
+])
+def test_option_errors_exit_2(workspace, capsys, argv, needle):
+    from toolbox.cli import main
+
+    assert main(["--workspace", str(workspace.root), *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
