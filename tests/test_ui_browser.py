@@ -4,6 +4,8 @@ and an app restart in the middle of a training job. Screenshots of each page: te
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import zipfile
 from urllib.parse import urlparse
 
@@ -93,7 +95,7 @@ def test_whole_wizard(tmp_path):
             wait_text(page, "export-message", "Started deploy job", timeout=60)
             wait_text(page, "export-status", "ok", timeout=400)
             button = page.locator("#dl-linux-cpu-python")
-            button.wait_for(state="visible", timeout=60)
+            button.wait_for(state="visible", timeout=60000)
             shot(page, "4-export-deploy")
             with page.expect_download(timeout=60000) as dl:
                 button.click()
@@ -105,6 +107,14 @@ def test_whole_wizard(tmp_path):
             assert any(n.endswith("model.onnx") for n in names), names
             assert any(n.endswith("infer_cfg.yml") for n in names), names
             assert any(re.search(r"README", n) for n in names), names
+            # open it: the SDK's own demo runs on its sample image
+            with zipfile.ZipFile(saved) as z:
+                z.extractall(tmp_path / "sdk")
+            demo_py = next((tmp_path / "sdk").rglob("demo.py"))
+            run = subprocess.run([sys.executable, "demo.py", "images/sample.png", "--out", str(tmp_path / "sdk-out")],
+                                 cwd=demo_py.parent, capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0, run.stderr[-2000:]
+            assert (tmp_path / "sdk-out" / "results.json").is_file()
 
             # 5. Predict on an uploaded image with the export
             open_tab(page, "5 · Predict")

@@ -175,7 +175,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
                               placeholder="/home/aistudio/data/data12345/my_set.zip", elem_id="data-path",
                               info="Must lie in the workspace or a folder given with --data-dir.")
             upload = gr.File(label="…or upload an archive", file_types=ARCHIVE_TYPES, elem_id="data-upload",
-                             height=90)
+                             height=130)
         with gr.Column(scale=2):
             name = gr.Textbox(label="Name in the workspace", placeholder="default: the folder's name",
                               elem_id="data-name")
@@ -204,9 +204,9 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
                         type="filepath", buttons=["fullscreen"])
     problems = gr.Dataframe(headers=["severity", "file", "annotation", "problem"], interactive=False,
                             label="Problems (file and reason)", elem_id="data-problems", wrap=True,
-                            max_height=300)
-    gallery = gr.Gallery(label="Samples with their boxes", columns=6, height=260, elem_id="data-samples",
-                         allow_preview=True)
+                            max_height=300, column_widths=["10%", "25%", "10%", "55%"])
+    gallery = gr.Gallery(label="Samples with their boxes", columns=6, height=340, elem_id="data-samples",
+                         allow_preview=True, object_fit="contain")
     with gr.Accordion("Re-split train / validation", open=False):
         gr.Markdown("Shuffle the train and val images of the picked dataset into new parts. "
                     "The old annotation files are kept as `.bak`.")

@@ -99,6 +99,7 @@ class JobManager:
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._cancel_requested: set[int] = set()
 
     # ------------------------------------------------------------------ submit / schedule
     def submit(self, kind: str, args: list[str], *, name: str = "", out_dir: str | os.PathLike = "") -> int:
@@ -164,12 +165,19 @@ class JobManager:
                     continue
                 del self._procs[job_id]
                 row = self.registry.get(job_id)
-                if row and row["status"] in ACTIVE:
-                    # the CLI died before recording its end (usage error, crash, signal)
-                    status = "cancelled" if code in (EXIT_CANCELLED, -signal.SIGTERM, -signal.SIGKILL) \
-                        and row.get("error") == "cancel requested" else ("ok" if code == 0 else "failed")
-                    self.registry.finish(job_id, status, code, last_error_line(row.get("log_path")) or
-                                         f"the job exited with code {code}")
+                # still active: the CLI died before recording its end (usage error, crash, signal);
+                # exit_code -1: the registry's own sweep saw it gone first, without its exit code
+                if row and (row["status"] in ACTIVE or row.get("exit_code") == -1):
+                    if code == 0:
+                        status = "ok"
+                    elif job_id in self._cancel_requested or code == EXIT_CANCELLED:
+                        status = "cancelled"
+                    else:
+                        status = "failed"
+                    error = None if status == "ok" else ("cancelled" if status == "cancelled" else
+                                                         last_error_line(row.get("log_path")) or
+                                                         f"the job exited with code {code}")
+                    self.registry.finish(job_id, status, code, error)
             self.schedule()
 
     def start_background(self, interval: float = 1.0) -> None:
@@ -217,7 +225,7 @@ class JobManager:
             pgid = row.get("pgid") or row.get("pid")
             if not pgid:
                 return f"job {job_id} has no process recorded yet"
-            self.registry.update(job_id, error="cancel requested")
+            self._cancel_requested.add(job_id)
         _signal_group(int(pgid), int(row.get("pid") or pgid), signal.SIGTERM)
         threading.Thread(target=self._kill_later, args=(job_id, int(pgid), int(row.get("pid") or pgid)),
                          daemon=True).start()

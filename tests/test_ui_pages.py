@@ -1,0 +1,103 @@
+"""Fast checks of the web UI's pages without a browser: the command lines they build, the tables they
+show from the contract's files, and the whole Blocks app building on an empty workspace."""
+from __future__ import annotations
+
+import pytest
+
+from toolbox.errors import UsageError
+from toolbox.ui.jobs import JobView
+
+
+def test_train_command_line_only_passes_what_changed():
+    from toolbox.ui.train import build_args
+
+    defaults = {"--epochs": 72, "--batch-size": 4, "--max-steps": 0}
+    args, run = build_args("demo", "RT-DETR-R18", "", "gpu:0,1", "none", "", "train.ema=false",
+                           {"--epochs": 72, "--batch-size": 8, "--max-steps": 0, "--lr": None, "--amp": True},
+                           defaults)
+    assert run.startswith("RT-DETR-R18-")
+    assert args[:8] == ["--dataset", "demo", "--model", "RT-DETR-R18", "--run", run, "--device", "gpu:0,1"]
+    assert "--epochs" not in args and "--max-steps" not in args and "--lr" not in args
+    assert args[args.index("--batch-size") + 1] == "8"
+    assert "--amp" in args and args[args.index("--pretrained") + 1] == "none"
+    assert args[-2:] == ["-o", "train.ema=false"]
+    args, _ = build_args("demo", "pipelines/tiny-test.yaml", "r", "cpu", "default", "", "", {}, {})
+    assert args[2:4] == ["--config", "pipelines/tiny-test.yaml"] and "--pretrained" not in args
+    for bad in [("", "m", "r"), ("d", "", "r"), ("d", "m", "../x")]:
+        with pytest.raises(UsageError):
+            build_args(*bad, "cpu", "default", "", "", {}, {})
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        build_args("d", "m", "r", "cpu", "default", "", "oops", {}, {})
+
+
+def test_resume_reuses_the_jobs_arguments():
+    from toolbox.ui.train import resume_args
+
+    view = JobView({"id": 3, "args": ["train", "--dataset", "d", "--run", "r", "--resume", "ck/last", "--epochs", "2"]}, [])
+    assert resume_args(view) == ["--dataset", "d", "--run", "r", "--epochs", "2", "--resume"]
+    with pytest.raises(UsageError):
+        resume_args(JobView({"id": 4, "args": ["train", "--dataset", "d"]}, []))
+
+
+def test_curves_and_progress_from_events():
+    from toolbox.ui.runs import progress_of
+    from toolbox.ui.train import curves
+
+    events = [{"type": "start", "total_steps": 10},
+              {"type": "log", "step": 5, "total_steps": 10, "epoch": 1, "eta_s": 65, "lr": 1e-4,
+               "images_per_s": 3.2, "losses": {"loss": 9.0, "loss_class": 1.0, "loss_class_aux": 2.0, "loss_bbox_dn": 1.0}},
+              {"type": "eval", "step": 5, "metrics": {"AP": 0.25, "AP50": 0.5}}]
+    view = JobView({"id": 1, "status": "running"}, events)
+    loss, lr, mp = curves(view)
+    assert set(loss["series"]) == {"loss", "loss_class"}
+    assert lr["lr"].tolist() == [1e-4] and mp["value"].tolist() == [0.25, 0.5]
+    frac, caption = progress_of(view)
+    assert frac == 0.5 and "step 5/10" in caption and "ETA 1m 05s" in caption
+    assert progress_of(JobView({"id": 2, "status": "queued"}, []))[1].startswith("queued")
+    assert progress_of(JobView({"id": 2, "status": "ok"}, events))[0] == 1.0
+
+
+def test_export_and_deploy_command_lines():
+    from toolbox.ui.export import deploy_args, export_args
+
+    args, name = export_args("r1", "best", "", ["rknn", "onnx"], 320, True, "int8", 16)
+    assert name == "r1"
+    assert args == ["--run", "r1", "--weights", "best", "--name", "r1", "--formats", "onnx,rknn",
+                    "--input-size", "320", "--fp16-onnx", "--rknn-quant", "int8", "--calib-size", "16"]
+    with pytest.raises(UsageError):
+        export_args("r1", "best", "a/b", ["onnx"], None, False, "fp16", 32)
+    with pytest.raises(UsageError):
+        export_args("r1", "best", "", [], None, False, "fp16", 32)
+    assert deploy_args("e", ["linux-cpu-python", "rk3588-cpp"]) == ["--export", "e", "--target",
+                                                                    "linux-cpu-python,rk3588-cpp"]
+    with pytest.raises(UsageError):
+        deploy_args("e", [])
+
+
+def test_data_report_tables():
+    from toolbox.ui.data import classes_table, counts_table, problems_table, summary_md
+
+    report = {"check_pass": False, "source_format": "voc",
+              "attributes": {"num_classes": 2, "class_names": ["a", "b"], "train_samples": 5, "val_samples": 2},
+              "analysis": {"box_sizes": {"small": 1, "medium": 2, "large": 3}, "images_without_boxes": 0,
+                           "boxes_per_class": {"train": {"a": 3, "b": 4}, "val": {"a": 1}}},
+              "errors": [{"code": "bbox_degenerate", "file": "x.xml", "annotation_id": 7, "problem": "zero width"}],
+              "warnings": []}
+    counts = dict(counts_table(report).values.tolist())
+    assert counts["train images"] == 5 and counts["errors"] == 1
+    assert classes_table(report).to_dict("records") == [{"class": "a", "train": 3, "val": 1},
+                                                        {"class": "b", "train": 4, "val": 0}]
+    assert problems_table(report).iloc[0].tolist() == ["error", "x.xml", "7", "zero width"]
+    md = summary_md("cells", report)
+    assert "check failed" in md and "voc" in md
+
+
+def test_app_builds_on_an_empty_workspace(workspace):
+    from toolbox.ui.app import build_app, make_context
+
+    ctx = make_context(workspace)
+    demo = build_app(ctx)
+    config = demo.get_config_file()
+    api_names = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility", "public") == "public"}
+    assert {"check", "convert", "split", "train", "eval", "export", "deploy", "predict", "jobs", "job",
+            "cancel"} <= api_names
