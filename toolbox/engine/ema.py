@@ -36,9 +36,9 @@ class ModelEMA:
         self.updates += 1
         d = self.current_decay()
         params = dict(model.named_parameters())
-        for n in self.names:
-            s = self.shadow[n]
-            s.set_value(s * d + params[n].detach().astype(s.dtype) * (1.0 - d))
+        w = 1.0 - d
+        for n in self.names:  # shadow += (1 - d) * (param - shadow): one in-place op per tensor
+            self.shadow[n].lerp_(params[n].detach(), w)
 
     def state_dict(self, model: paddle.nn.Layer) -> dict[str, Any]:
         """The model's full state dict with averaged values for the trainable parameters."""
