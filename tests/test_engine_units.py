@@ -69,6 +69,8 @@ def test_options_and_overrides_take_effect():
     ({"max_steps": 0}, [], "max-steps"),
     ({}, ["nokey"], "KEY=VALUE"),
     ({"sampling": "bilinear"}, [], "grid or discrete"),
+    ({}, ["train.weight_decy=0"], "unknown train key 'weight_decy'"),
+    ({}, ["data.dir=/x"], "--dataset"),
 ])
 def test_bad_options_are_usage_errors(options, overrides, match):
     with pytest.raises(UsageError, match=match):

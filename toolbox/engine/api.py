@@ -233,5 +233,12 @@ def predict(inputs: str | Path | Iterable[str | Path], *, run: str | None = None
                                                           input_size=input_size, label_list=label_list,
                                                           num_classes=num_classes)
         predictor = P.PaddlePredictor(net, names, size)
-    out_dir = Path(out).expanduser() if out else ws.root / "predictions" / f"{datetime.now():%Y%m%d-%H%M%S}"
+    if out:
+        out_dir = Path(out).expanduser()
+    else:  # a fresh folder per call, even for calls within the same second
+        base = ws.root / "predictions" / f"{datetime.now():%Y%m%d-%H%M%S}"
+        out_dir, n = base, 1
+        while out_dir.exists():
+            n += 1
+            out_dir = base.with_name(f"{base.name}-{n}")
     return P.run(predictor, files, out_dir, threshold, video_stride, progress=progress)

@@ -50,6 +50,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "num_workers": 2,
     "device": "cpu",
     "amp": False,
+    "sync_bn": False,             # multi-GPU: synchronised BatchNorm (the recipes: true)
     "pretrained": "default",
     "init_from": None,
 }
@@ -110,7 +111,8 @@ def model_recipe(model_cfg: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     train: dict[str, Any] = {}
     for ours, theirs in (("epochs", "epochs"), ("batch_size", "batch_size"), ("global_batch", "global_batch_size"),
                          ("base_lr", "base_lr"), ("param_groups", "param_groups"), ("warmup_steps", "warmup_steps"),
-                         ("warmup_start_factor", "warmup_start_factor"), ("clip_grad_norm", "clip_grad_norm")):
+                         ("warmup_start_factor", "warmup_start_factor"), ("clip_grad_norm", "clip_grad_norm"),
+                         ("sync_bn", "sync_bn")):
         if src.get(theirs) is not None:
             train[ours] = src[theirs]
     opt = src.get("optimizer") or {}
@@ -183,10 +185,18 @@ def resolve(*, model_name: str, model_source: str, model_cfg: Mapping[str, Any],
     sections = {"model": model, "data": data, "train": train, "augment": augment}
     for dotted, value in overrides.items():
         head, _, rest = dotted.partition(".")
-        if head in sections and rest:
+        if head in ("train", "augment") and rest:
+            known = TRAIN_DEFAULTS if head == "train" else AUGMENT_DEFAULTS
+            top = rest.split(".")[0]
+            if top not in known and top not in sections[head]:
+                raise UsageError(f"-o {dotted}: unknown {head} key '{top}' (known: {', '.join(sorted(known))})")
             _set_dotted(sections[head], rest, value, dotted)
+        elif head == "model" and rest in ("input_size", "sampling"):
+            model[rest] = value
+        elif head == "data" and rest:
+            raise UsageError(f"-o {dotted}: the dataset is chosen with --dataset")
         else:  # anything else configures the network itself (build_model's flat or dotted keys)
-            model["overrides"][dotted] = value
+            model["overrides"][rest if head == "model" else dotted] = value
     if "input_size" in model["overrides"]:
         model["input_size"] = int(model["overrides"].pop("input_size"))
     if "sampling" in model["overrides"]:

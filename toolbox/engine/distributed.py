@@ -110,10 +110,15 @@ def init_parallel() -> None:
         dist.init_parallel_env()
 
 
-def wrap_model(model):
+def wrap_model(model, sync_bn: bool = False):
+    """DataParallel under the launcher (BatchNorm synchronised across GPUs when the recipe says sync_bn)."""
     import paddle
 
-    return paddle.DataParallel(model) if world_size() > 1 else model
+    if world_size() <= 1:
+        return model
+    if sync_bn:
+        model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return paddle.DataParallel(model)
 
 
 def mean_across_ranks(values: dict[str, float]) -> dict[str, float]:

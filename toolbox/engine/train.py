@@ -149,7 +149,6 @@ def prepare(options: dict[str, Any], workspace: Workspace) -> tuple[Path, dict, 
     dataset = {"name": dataset_dir.name, "dir": str(dataset_dir), "cat_ids": cat_ids, "label_list": labels}
     if given.get("amp") is False:
         given["amp"] = None
-    kind, ids = D.parse_device(given.get("device") or "cpu")
     world = D.world_size()
     cfg = C.resolve(model_name=name, model_source=source, model_cfg=model_cfg, dataset=dataset,
                     options={k: v for k, v in given.items()}, overrides=overrides, world_size=world)
@@ -191,8 +190,7 @@ def train(options: dict[str, Any], workspace: Workspace, progress: bool = True) 
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in (run_dir / "checkpoints").glob(".*.tmp") if (run_dir / "checkpoints").is_dir() else []:
             shutil.rmtree(stale, ignore_errors=True)  # a temp folder of a killed save: never a checkpoint
-        if resume_state is None:
-            C.save(cfg, run_dir / "config.yaml")
+        C.save(cfg, run_dir / "config.yaml")  # on resume: with the schedule options changed for the rest
     events = EventLog(run_dir / "events.jsonl", enabled=main)
     log = _logger(run_dir, main)
     trainer = None
@@ -290,7 +288,7 @@ class Trainer:
             self._restore(resume, local_state)
         if resume is None:  # training noise (denoising queries) differs per rank; init was shared
             paddle.seed(seed * 1000 + D.rank() + 1)
-        self.dp_model = D.wrap_model(self.model)
+        self.dp_model = D.wrap_model(self.model, sync_bn=bool(t.get("sync_bn")) and self.place.startswith("gpu"))
 
     # ------------------------------------------------------------------ set-up
     def _initial_weights(self) -> None:
