@@ -207,7 +207,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     def tick(job_id, known, e, on_screen):
         out = follower.tick(job_id, known)
         exports_now = list_exports(ctx.workspace)
-        if e is None and exports_now:
+        if (e is None or e not in exports_now) and exports_now:
             e = exports_now[0]
             return (*out, gr.update(choices=exports_now, value=e), *show(e))
         if on_screen is not None and list(on_screen) == fingerprint(e):

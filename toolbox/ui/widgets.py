@@ -104,7 +104,8 @@ def list_exports(ws: Workspace) -> list[str]:
     d = ws.exports
     if not d.is_dir():
         return []
-    ex = [p for p in d.iterdir() if p.is_dir() and (p / "infer_cfg.yml").is_file()]
+    ex = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")  # .<name>.*.tmp: in progress
+          and not p.name.endswith((".failed", ".old", ".tmp")) and (p / "infer_cfg.yml").is_file()]
     return [p.name for p in sorted(ex, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
