@@ -339,3 +339,17 @@ def test_amp_on_cpu_and_gpu_without_cuda_fail_clearly():
     if not paddle.device.is_compiled_with_cuda():
         with pytest.raises(RuntimeFailure, match="paddlepaddle-gpu"):
             D.setup_device("gpu", amp=True)
+
+
+def test_strong_augmentation_switches_off_for_the_last_epochs(session_workspace, tiny_dataset):
+    from toolbox.data.loader import CocoDetection, TrainBatches
+
+    ds = CocoDetection(session_workspace.dataset_dir(tiny_dataset), "train")
+    cfg = dict(C.AUGMENT_DEFAULTS, flip_prob=0.0, distort_prob=1.0, expand_prob=1.0, crop_prob=1.0)
+    tb = TrainBatches(ds, BatchPlan(len(ds), 2, seed=0), cfg, [64, 96, 128], seed=0, no_aug_from_epoch=3,
+                      fixed_size=96)
+    plain = T.collate_eval([ds.load(i) for i in tb.plan.epoch(3)[0]], 96)[0]
+    strong = list(tb.epoch(2))
+    late = list(tb.epoch(3))
+    assert {b[0].shape[-1] for b in strong} > {96} and {b[0].shape[-1] for b in late} == {96}
+    assert np.allclose(late[0][0], plain, atol=1e-6)  # no distortion / zoom-out / crop, bicubic at 96

@@ -163,12 +163,18 @@ def batches(plan_batches: Sequence[list[int]], make_batch: Callable[[int, list[i
 
 
 class TrainBatches:
-    """Augmented, multi-scale training batches for epoch e; randomness from (seed, epoch, index)."""
+    """Augmented, multi-scale training batches for epoch e; randomness from (seed, epoch, index).
+
+    From `no_aug_from_epoch` on (RT-DETRv2's last epochs) only the flip remains and every batch has the
+    fixed size `fixed_size` (no distortion, zoom-out, crop or multi-scale).
+    """
 
     def __init__(self, dataset: CocoDetection, plan: BatchPlan, augment_cfg: dict, sizes: Sequence[int],
-                 seed: int, num_workers: int = 0, no_aug_from_epoch: int | None = None):
+                 seed: int, num_workers: int = 0, no_aug_from_epoch: int | None = None,
+                 fixed_size: int | None = None):
         self.dataset, self.plan, self.cfg, self.sizes = dataset, plan, augment_cfg, list(sizes)
         self.seed, self.num_workers, self.no_aug_from_epoch = seed, num_workers, no_aug_from_epoch
+        self.fixed_size = int(fixed_size or max(self.sizes))
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -183,8 +189,8 @@ class TrainBatches:
             rng = np.random.default_rng([self.seed, epoch, i, 1])
             samples.append(T.augment(self.dataset.load(i), rng, self.cfg, strong=strong))
         rng = np.random.default_rng([self.seed, epoch, batch_index, 2, self.plan.rank])
-        size = self.sizes[int(rng.integers(len(self.sizes)))]
-        return T.collate_train(samples, size, rng)
+        size = self.sizes[int(rng.integers(len(self.sizes)))] if strong else self.fixed_size
+        return T.collate_train(samples, size, rng, random_interp=strong)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, list[dict]]]:
         return batches(self.plan.epoch(epoch), lambda bi, idx: self.make(epoch, bi, idx),

@@ -269,7 +269,8 @@ class Trainer:
         epochs = int(t["epochs"])
         no_aug_from = epochs - int(t["no_aug_epochs"]) if int(t["no_aug_epochs"]) > 0 else None
         self.loader = TrainBatches(self.train_set, self.plan, cfg["augment"], cfg["augment"]["sizes"], seed,
-                                   int(t["num_workers"]), no_aug_from_epoch=no_aug_from)
+                                   int(t["num_workers"]), no_aug_from_epoch=no_aug_from,
+                                   fixed_size=int(m["input_size"]))
         self.fixed_size = int(m["input_size"])
         self.accum = int(t["grad_accum_steps"])
         self.batches_per_epoch = len(self.plan)
