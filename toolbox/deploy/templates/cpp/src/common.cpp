@@ -11,10 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_NO_HDR
-#include <stb/stb_image.h>
-#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image.h>        // implementations compiled in stb_impl.cpp
 #include <stb/stb_image_write.h>
 #include <stb/stb_easy_font.h>
 
