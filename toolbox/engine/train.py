@@ -289,6 +289,8 @@ class Trainer:
             self._restore(resume, local_state)
         if resume is None:  # training noise (denoising queries) differs per rank; init was shared
             paddle.seed(seed * 1000 + D.rank() + 1)
+        elif D.world_size() > 1:  # the saved RNG state is rank 0's: give the other ranks their own stream
+            paddle.seed(seed * 1000 + D.rank() + 1 + self.step)
         self.dp_model = D.wrap_model(self.model, sync_bn=bool(t.get("sync_bn")) and self.place.startswith("gpu"))
 
     # ------------------------------------------------------------------ set-up
