@@ -264,3 +264,26 @@ def test_denoising_queries_structure():
     gt = targets[0]["boxes"].numpy()
     cx_shift = np.abs(box[:, 0] - np.tile(np.concatenate([gt[:, 0], gt[:, 0]]), 4))
     assert (cx_shift <= np.tile(np.concatenate([gt[:, 2], gt[:, 2]]), 4) + 1e-5).all()  # at most one box width
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampling", ["grid", "discrete"])
+def test_deploy_model_saves_as_a_static_graph_with_a_dynamic_batch(tmp_path, sampling, images):
+    from toolbox.models import DeployModel
+
+    paddle.seed(6)
+    deploy = DeployModel(_build(sampling=sampling))
+    sizes = paddle.to_tensor([[640, 480], [100, 200]], dtype="int64")
+    with paddle.no_grad():
+        expected = deploy(images, sizes)
+    spec = [paddle.static.InputSpec([None, 3, S, S], "float32", "images"),
+            paddle.static.InputSpec([None, 2], "int64", "orig_target_sizes")]
+    paddle.jit.save(deploy, str(tmp_path / "model"), input_spec=spec)
+    assert (tmp_path / "model.json").exists() and (tmp_path / "model.pdiparams").exists()
+    loaded = paddle.jit.load(str(tmp_path / "model"))
+    got = loaded(images, sizes)
+    for a, b in zip(expected, got):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+    one = loaded(images[:1], sizes[:1])
+    assert [o.shape for o in one] == [[1, 150], [1, 150, 4], [1, 150]]
