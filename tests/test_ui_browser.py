@@ -22,13 +22,13 @@ def _tiny_source(root):
     return generate(root / "incoming" / "parts", num_train=12, num_val=6, image_size=128, num_classes=3, seed=1)
 
 
-def _start_training(page, dataset: str, run: str, max_steps: int) -> None:
+def _start_training(page, dataset: str, run: str, max_steps: int, epochs: int = 1) -> None:
     open_tab(page, "2 · Train")
     pick(page, "train-dataset", dataset)
     pick(page, "train-model", "tiny-test")
     page.locator("#train-run input, #train-run textarea").first.fill(run)
     page.get_by_text("Training options").click()
-    fill_number(page, "train-opt-epochs", 1)
+    fill_number(page, "train-opt-epochs", epochs)
     fill_number(page, "train-opt-max-steps", max_steps)
     fill_number(page, "train-opt-batch-size", 2)
     fill_number(page, "train-opt-log-interval", 1)
@@ -156,8 +156,8 @@ def test_restart_mid_training(tmp_path):
             page = b.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(app.url)
             wait_text(page, "data-status", "check passed", timeout=120)
-            _start_training(page, "demo", "long", max_steps=400)
-            wait_text(page, "train-status", "step", timeout=300)  # a log event arrived
+            _start_training(page, "demo", "long", max_steps=2000, epochs=250)
+            _wait_step(page, 1, timeout=300)  # a log event arrived
             shot(page, "7-train-before-restart")
         app.stop()
         from toolbox.workspace import Workspace
@@ -173,14 +173,8 @@ def test_restart_mid_training(tmp_path):
             open_tab(page, "Runs")
             wait_text(page, "runs-table", "running", timeout=60)
             open_tab(page, "2 · Train")
-            first = _step(wait_text(page, "train-status", "step", timeout=60))
-            deadline_text = ""
-            for _ in range(60):  # the curve and the step counter keep moving
-                page.wait_for_timeout(2000)
-                deadline_text = text_of(page, "train-status")
-                if _step(deadline_text) > first:
-                    break
-            assert _step(deadline_text) > first, deadline_text
+            first = _wait_step(page, 1, timeout=60)
+            _wait_step(page, first + 1, timeout=120)  # the step counter keeps moving
             shot(page, "8-train-after-restart")
             page.locator("#train-cancel").click()
             wait_text(page, "train-status", "cancelled", timeout=90)
@@ -190,6 +184,19 @@ def test_restart_mid_training(tmp_path):
     finally:
         app.stop()
         stop_jobs(ws)
+
+
+def _wait_step(page, at_least: int, timeout: float) -> int:
+    """Wait until the followed training job reports step >= at_least; returns the step seen."""
+    import time
+
+    deadline, text = time.time() + timeout, ""
+    while time.time() < deadline:
+        text = text_of(page, "train-status")
+        if _step(text) >= at_least:
+            return _step(text)
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"training never reached step {at_least}: {text}")
 
 
 def _step(text: str) -> int:

@@ -146,7 +146,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         formats = gr.CheckboxGroup(FORMATS, value=["paddle", "onnx"], label="Formats", elem_id="export-formats",
                                    info="RKNN needs rknn-toolkit2 (x86_64 Linux)")
         input_size = gr.Number(value=None, precision=0, label="Input size", elem_id="export-input-size",
-                               info="blank: the run's training size")
+                               info="0: the run's training size")
         fp16_onnx = gr.Checkbox(value=False, label="Also an FP16 ONNX (GPUs)", elem_id="export-fp16-onnx")
     with gr.Accordion("RKNN options", open=False):
         with gr.Row():
