@@ -117,6 +117,7 @@ def export(run: str | None = None, weights: str = "best", model: str | None = No
             raise type(e)(f"{e} (report and logs: {failed})", exit_code=e.exit_code) from e
         raise
     shutil.rmtree(staging / ".work", ignore_errors=True)
+    _publish_modes(staging)
     old = target.with_name(target.name + ".old")
     if target.exists():
         os.replace(target, old)
@@ -124,6 +125,16 @@ def export(run: str | None = None, weights: str = "best", model: str | None = No
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(ws.exports / f"{name}.failed", ignore_errors=True)
     return target
+
+
+def _publish_modes(folder: Path) -> None:
+    """Temporary files and folders are created private (0600/0700); an export is meant to be shared and
+    served (web UI, SDK builds), so give it the usual modes under the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for p in folder.rglob("*"):
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
 
 
 def parse_formats(formats: Sequence[str] | str) -> list[str]:
