@@ -8,6 +8,8 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
+# every pip call below keeps the pins rknn-toolkit2 / paddle2onnx need (a later install once pulled setuptools 84)
+export PIP_CONSTRAINT="$PWD/constraints.txt"
 python -m pip install -q --upgrade "pip<26"
 python -m pip install -q -r requirements.txt
 # rknn-toolkit2 imports torch at start-up; torch==2.13.0 resolves to a CPU build here.
@@ -17,3 +19,5 @@ if [ "${1:-}" = "--test" ]; then
   python -m pip install -q -r requirements-test.txt
   bash scripts/install_test_tools.sh
 fi
+python -c "import pkg_resources, numpy, google.protobuf" 2>/dev/null || {
+  echo "setup: the installed stack lost a pin (setuptools<81, numpy 1.26.4, protobuf 4.25.4); see constraints.txt" >&2; exit 1; }
