@@ -115,6 +115,7 @@ class _JobRecord:
                 self.registry.update(self.job_id, pid=os.getpid(), status="running")
             else:
                 self.job_id = self.registry.add(kind, argv, pid=os.getpid(), pgid=os.getpgid(0))
+                os.environ[ENV_JOB_ID] = str(self.job_id)  # for record_job_output and launched workers
         except Exception as e:  # noqa: BLE001 - the registry must never stop the work itself
             print(f"warning: could not record the job in {workspace.db_path}: {e}", file=sys.stderr)
             self.job_id = None

@@ -153,6 +153,21 @@ class JobRegistry:
                 self.finish(int(r["id"]), "failed", -1, "the job's process ended without reporting (killed?)")
 
 
+def record_job_output(workspace: "Workspace", out_dir: str | os.PathLike) -> None:
+    """Tell the job registry where the current job writes (its run/export folder), if this is a job.
+
+    The CLI puts the job's id in TOOLBOX_JOB_ID (the UI does so for jobs it starts), so a step calls
+    this once it knows its folder, and the UI can follow a job started from a terminal.
+    """
+    job_id = os.environ.get(ENV_JOB_ID)
+    if not job_id or os.environ.get("PADDLE_TRAINER_ID") not in (None, "0"):
+        return
+    try:
+        workspace.registry().update(int(job_id), out_dir=str(Path(out_dir).resolve()))
+    except Exception:  # noqa: BLE001 - bookkeeping must never stop the work
+        pass
+
+
 def _row(row: sqlite3.Row) -> dict:
     d = dict(row)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -66,20 +65,13 @@ def prepare_demo(ws: Workspace, size: str = "full") -> str | None:
     """Generate and import the demo dataset into the workspace once (skipped when already there)."""
     if size == "none":
         return None
-    from ..data.demo import DEMO_NAME, generate
+    from ..data.demo import DEMO_NAME, ensure_demo_dataset
 
     if (ws.datasets / DEMO_NAME / "annotations" / "instance_train.json").is_file():
         return DEMO_NAME
     t0 = time.time()
     print(f"preparing the demo dataset in {ws.datasets / DEMO_NAME} (first start only)…", flush=True)
-    from ..data import api as data_api
-
-    src = Path(tempfile.mkdtemp(prefix=".demo-", dir=ws.root))
-    try:
-        generate(src / DEMO_NAME, **DEMO_SIZES[size])
-        data_api.check(str(src / DEMO_NAME), name=DEMO_NAME, workspace=ws)
-    finally:
-        shutil.rmtree(src, ignore_errors=True)
+    ensure_demo_dataset(ws, DEMO_NAME, **DEMO_SIZES[size])
     print(f"demo dataset ready ({time.time() - t0:.1f} s)", flush=True)
     return DEMO_NAME
 

@@ -78,7 +78,7 @@ def summary_md(name: str, report: dict | None, error: str | None = None) -> str:
     attrs = report.get("attributes") or {}
     ok = bool(report.get("check_pass"))
     status = badge("ok", "check passed") if ok else badge("failed", "check failed")
-    n_err, n_warn = len(report.get("errors") or []), len(report.get("warnings") or [])
+    n_err, n_warn = issue_count(report, "errors"), issue_count(report, "warnings")
     lines = [f"### {html.escape(name)} {status}",
              f"Format found: **{report.get('source_format') or 'coco'}** · "
              f"{attrs.get('num_classes', '?')} classes: {', '.join(map(str, attrs.get('class_names') or []))}",
@@ -91,6 +91,12 @@ def summary_md(name: str, report: dict | None, error: str | None = None) -> str:
     if error:
         lines.append(f"<small>{html.escape(error)}</small>")
     return "\n\n".join(lines)
+
+
+def issue_count(report: dict, kind: str) -> int:
+    """Total errors or warnings: the report lists at most 1,000 per code and split, `*_counts` has all."""
+    counts = report.get(f"{kind[:-1]}_counts")
+    return int(sum(counts.values())) if counts else len(report.get(kind) or [])
 
 
 def counts_table(report: dict | None) -> pd.DataFrame:
@@ -107,8 +113,8 @@ def counts_table(report: dict | None) -> pd.DataFrame:
             ("medium boxes", sizes.get("medium")),
             ("large boxes (> 96²)", sizes.get("large")),
             ("images without boxes", analysis.get("images_without_boxes")),
-            ("errors", len(report.get("errors") or [])),
-            ("warnings", len(report.get("warnings") or []))]
+            ("errors", issue_count(report, "errors")),
+            ("warnings", issue_count(report, "warnings"))]
     return pd.DataFrame([(k, int(v)) for k, v in rows if v is not None], columns=["what", "count"])
 
 
