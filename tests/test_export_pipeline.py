@@ -118,3 +118,25 @@ def test_failed_parity_leaves_the_previous_export_and_a_failed_folder(tiny_run, 
     assert not (session_workspace.exports / "tiny-parity").exists()
     after = sorted(p.name for p in session_workspace.exports.iterdir())
     assert set(after) - set(before) == {"tiny-parity.failed"}
+
+
+def test_fp16_onnx_has_half_weights_and_matches_fp32(tiny_export, session_workspace):
+    import onnx
+
+    from toolbox.export.compare import match_detections
+    from toolbox.export.runtime import Predictor
+
+    m = onnx.load(str(tiny_export / "model_fp16.onnx"))
+    kinds = [i.data_type for i in m.graph.initializer if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    assert kinds.count(onnx.TensorProto.FLOAT16) > 0.8 * len(kinds)  # weights really are half precision
+    assert [i.type.tensor_type.elem_type for i in m.graph.input] == [onnx.TensorProto.FLOAT, onnx.TensorProto.INT64]
+    rep = json.loads((tiny_export / "export_report.json").read_text())
+    assert rep["formats"]["onnx_fp16"]["passed"]
+    images = _val_images(session_workspace)
+    full = Predictor(tiny_export, "onnxruntime").predict(images)
+    half = Predictor(tiny_export, "onnxruntime-fp16").predict(images)
+    matched = compared = 0
+    for a, b in zip(full, half):
+        stats = match_detections((a["labels"], a["boxes"], a["scores"]), (b["labels"], b["boxes"], b["scores"]))
+        matched, compared = matched + stats.matched, compared + stats.compared
+    assert compared and matched >= 0.8 * compared  # the rest: near-tied query selections of a 1-epoch model

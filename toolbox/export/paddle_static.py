@@ -107,7 +107,11 @@ def save_paddle(layer: Any, out_dir: str | os.PathLike, input_size: int) -> dict
     layer.eval()
     spec = [paddle.static.InputSpec([None, 3, int(input_size), int(input_size)], "float32", "images"),
             paddle.static.InputSpec([None, 2], "int64", "orig_target_sizes")]
-    paddle.jit.save(layer, str(out_dir / "model"), input_spec=spec)
+    import warnings
+
+    with warnings.catch_warnings():  # dy2static's "Tensor do not have 'place' interface" notices
+        warnings.simplefilter("ignore", UserWarning)
+        paddle.jit.save(layer, str(out_dir / "model"), input_spec=spec)
     files = {"program": out_dir / "model.json", "params": out_dir / "model.pdiparams"}
     for p in files.values():
         if not p.is_file():

@@ -94,5 +94,9 @@ def decoder_stage(model, input_size: int) -> DecoderStage:
 
 def save_static(layer: nn.Layer, prefix: str, specs: list) -> None:
     """paddle.jit.save in eval mode (the program writes prefix.json + prefix.pdiparams)."""
+    import warnings
+
     layer.eval()
-    paddle.jit.save(layer, prefix, input_spec=specs)
+    with warnings.catch_warnings():  # dy2static's "Tensor do not have 'place' interface" notices
+        warnings.simplefilter("ignore", UserWarning)
+        paddle.jit.save(layer, prefix, input_spec=specs)
