@@ -6,9 +6,10 @@ Each size runs in a fresh process (so peak RSS is that run's): the real trainer 
 synthetic COCO set like the reference measurement's (64 train / 16 val images of 320x320, 3 classes),
 random init, the recipe's optimizer, EMA and augmentation, a fixed input size (no multi-scale, as in the
 reference's fixed-size figures). Throughput is read from the run's own `log` events after `--warmup`
-steps. Also printed: images per CPU-second of the training process (a figure that a machine shared with
-other jobs distorts less than wall time) and the load average, because a loaded machine slows every
-wall-clock figure.
+steps. Also printed: images per CPU-second of the training process over the measured steps (a figure
+that a machine shared with other jobs distorts less than wall time; PaddleDetection's reference used about
+one core, so its images per CPU-second is close to its images/s) and the load average, because a loaded
+machine slows every wall-clock figure.
 
 Reference (../shared/reference/peer_figures.md, PaddleDetection's trainer on these 2-core machines):
 0.62 images/s at 320 (3.24 s/iter, peak RSS 1.8 GiB) and 0.24 images/s at 640 (8.28 s/iter, 2.6 GiB);
@@ -34,13 +35,20 @@ import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 import toolbox
 from toolbox.events import read_events
-t0 = time.process_time()
-run = toolbox.train(dataset={dataset!r}, model="RT-DETR-R18", run={run!r}, workspace={ws!r}, pretrained="none",
-                    batch_size=2, input_size={size}, max_steps={steps}, log_interval=1, eval_interval=10**6,
-                    save_interval=10**6, num_workers=1, progress=False, overrides=["augment.scales_640=null"])
-cpu = time.process_time() - t0
+
+def train(run, steps):
+    t0 = time.process_time()
+    out = toolbox.train(dataset={dataset!r}, model="RT-DETR-R18", run=run, workspace={ws!r}, pretrained="none",
+                        batch_size=2, input_size={size}, max_steps=steps, log_interval=1, eval_interval=10**6,
+                        save_interval=10**6, num_workers=1, progress=False, overrides=["augment.scales_640=null"])
+    return out, time.process_time() - t0
+
+# CPU time of the measured steps = (warm-up + steps run) - (warm-up only run): set-up, final evaluation
+# and checkpoint cost the same in both and cancel out
+_, cpu_a = train({run!r} + "-a", {warmup})
+run, cpu_b = train({run!r} + "-b", {warmup} + {steps})
 logs = [e for e in read_events(run / "events.jsonl") if e["type"] == "log"]
-print("RESULT " + json.dumps({{"logs": logs, "cpu_s": cpu,
+print("RESULT " + json.dumps({{"logs": logs, "cpu_s": cpu_b - cpu_a,
       "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}}))
 """
 
@@ -59,7 +67,7 @@ def make_dataset(ws_root: Path) -> str:
 
 def measure(size: int, steps: int, warmup: int, threads: int, ws: Path, dataset: str) -> dict:
     code = CHILD.format(root=str(ROOT), dataset=dataset, run=f"bench-{size}-{time.time_ns()}", ws=str(ws),
-                        size=size, steps=steps)
+                        size=size, steps=steps, warmup=warmup)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     load0 = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -70,14 +78,14 @@ def measure(size: int, steps: int, warmup: int, threads: int, ws: Path, dataset:
     logs = r["logs"][warmup:]  # log_interval 1: each event's images_per_s covers one step
     s_per_iter = sum(2 / e["images_per_s"] for e in logs) / len(logs)
     return {"size": size, "s_per_iter": s_per_iter, "images_per_s": 2 / s_per_iter,
-            "images_per_cpu_s": 2 * steps / r["cpu_s"], "peak_rss_gib": r["rss_gib"],
+            "images_per_cpu_s": 2 * steps / max(r["cpu_s"], 1e-9), "peak_rss_gib": r["rss_gib"],
             "load_before": load0, "load_after": os.getloadavg()[0]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
-    ap.add_argument("--steps", type=int, default=6, help="optimizer steps per size (batch 2)")
+    ap.add_argument("--steps", type=int, default=6, help="measured optimizer steps per size (batch 2)")
     ap.add_argument("--warmup", type=int, default=2, help="first steps left out of the average")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the training process")
     args = ap.parse_args()
