@@ -127,7 +127,7 @@ class RknnExport:
              "function": "select_queries", "args": {"num_queries": Q},
              "inputs": enc_out[1:], "outputs": [t("target", [1, Q, D]), t("ref_unact", [1, Q, 4])]},
             {"name": "decoder", "format": "rknn", "runtime": "rknn", "file": "rknn/decoder_rk3588_fp16.rknn",
-             "onnx": "rknn/decoder.onnx", "quant": "fp16",
+             "onnx": "rknn/decoder.onnx", "quant": "fp16", "sampling": "discrete",
              "inputs": [t(n, shapes[n]) for n in self.dec_inputs],
              "outputs": [t("pred_logits", [1, Q, C]), t("pred_boxes", [1, Q, 4])]},
             {"name": "postprocess", "format": "rknn", "runtime": "cpu", "file": "rknn/rtdetr_cpu.py",
