@@ -158,9 +158,9 @@ def test_predict_with_an_export_matches_the_run(session_workspace, tiny_run, req
     from toolbox.engine.predict import OnnxPredictor, boxes_json, read_image
 
     try:
-        export_dir = Path(request.getfixturevalue("tiny_export"))
+        export_dir = Path(request.getfixturevalue("tiny_export_onnx"))
     except pytest.FixtureLookupError:
-        require(False, "the export step's tiny_export fixture is not available")
+        require(False, "the export step's tiny_export_onnx fixture is not available")
     one = sorted((session_workspace.dataset_dir("tiny") / "images").glob("val_*.jpg"))[0]
     ref = toolbox.predict([one], run=tiny_run.name, threshold=0.0, out=tmp_path / "run", workspace=session_workspace,
                           progress=False)[0]["boxes"]
