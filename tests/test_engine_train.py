@@ -2,7 +2,6 @@
 NaN and cancel handling. Each run is real (Paddle trains a few steps on CPU)."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

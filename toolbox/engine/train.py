@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import shutil
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, InputError, RuntimeFailure, ToolboxError, UsageError
+from ..errors import Cancelled, RuntimeFailure, ToolboxError, UsageError
 from ..events import EventLog
 from ..workspace import Workspace
 from . import checkpoint as ckpt
@@ -339,7 +338,6 @@ class Trainer:
     def run(self) -> None:
         t = self.t
         catch_sigterm()
-        main = D.is_main()
         self.events.write("start", run=self.run_dir.name, model=self.cfg["model"]["name"],
                           dataset=self.cfg["data"]["name"], total_steps=self.total_steps, epochs=int(t["epochs"]),
                           steps_per_epoch=self.steps_per_epoch, world_size=D.world_size(), device=self.place,
