@@ -33,7 +33,7 @@ def _run(cmd, cwd: Path, timeout: int = 900, env: dict | None = None) -> subproc
 
 
 def _demo_args(ref: dict) -> list[str]:
-    return ["images/sample.png", "--threshold", f"{ref['threshold'] - 0.02:.4f}"]
+    return ["images/sample.png", "--threshold", f"{ref['threshold'] - ref['tol']:.6f}"]
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +57,7 @@ def test_linux_cpu_python_fresh_venv_matches_predict(sdk_zips, sdk_venv, predict
     assert r.stdout.split() == ["True", "True"], "the fresh venv has neither the toolbox nor Paddle"
     r = _run([sdk_venv, "demo.py", *_demo_args(predict_reference)], root)
     assert_same_detections(predict_reference["boxes"], demo_boxes(r.stdout), predict_reference["threshold"],
+                           tol=predict_reference["tol"],
                            what="linux-cpu-python")
     assert (root / "output" / "sample.jpg").stat().st_size > 1000 and (root / "output" / "results.json").is_file()
     # a folder works too
@@ -71,6 +72,7 @@ def test_windows_python_demo_on_linux_and_bat(sdk_zips, sdk_venv, predict_refere
     if target == "windows-gpu-python":  # the CPU onnxruntime of the venv: the GPU demo warns and falls back
         assert "running on the CPU" in r.stderr
     assert_same_detections(predict_reference["boxes"], demo_boxes(r.stdout), predict_reference["threshold"],
+                           tol=predict_reference["tol"],
                            what=f"{target} demo.py")
     bat = (root / "run.bat").read_bytes()
     assert bat.count(b"\r\n") == bat.count(b"\n"), "CRLF line endings"
@@ -97,6 +99,7 @@ def test_linux_gpu_python_imports_and_falls_back(sdk_zips, predict_reference, tm
     r = _run([py, "demo.py", *_demo_args(predict_reference)], root)
     assert "running on the CPU" in r.stderr, "no GPU here: the demo must say it falls back"
     assert_same_detections(predict_reference["boxes"], demo_boxes(r.stdout), predict_reference["threshold"],
+                           tol=predict_reference["tol"],
                            what="linux-gpu-python (CPU fallback)")
 
 
@@ -110,7 +113,7 @@ def arm64_python(tmp_path_factory) -> tuple[Path, Path]:
     return Path(r.stdout.strip().splitlines()[-1]), tmp_path_factory.mktemp("arm64_site")
 
 
-def test_rk3588_python_fallback_under_qemu(sdk_zips, arm64_python, predict_reference, tmp_path):
+def test_rk3588_python_fallback_under_qemu(sdk_zips, arm64_python, predict_reference_rknn, tmp_path):
     rootfs, site = arm64_python
     root = extract_zip(sdk_zips["rk3588-python"], tmp_path)
     reqs = [line.split(";")[0].strip() for line in (root / "requirements.txt").read_text().splitlines()
@@ -121,8 +124,9 @@ def test_rk3588_python_fallback_under_qemu(sdk_zips, arm64_python, predict_refer
           "--platform", "manylinux2014_aarch64", "--only-binary=:all:", "--python-version", "3.11",
           "--implementation", "cp", *reqs], root, timeout=900)
     env = {"PYTHONPATH": str(site), "QEMU_LD_PREFIX": str(rootfs)}
-    r = _run(["qemu-aarch64", "-L", rootfs, rootfs / "usr/bin/python3.11", "demo.py", *_demo_args(predict_reference)],
+    r = _run(["qemu-aarch64", "-L", rootfs, rootfs / "usr/bin/python3.11", "demo.py", *_demo_args(predict_reference_rknn)],
              root, timeout=900, env=env)
     assert "RKNN runtime unavailable" in r.stderr or "rknn-toolkit-lite2 is not installed" in r.stderr
-    assert_same_detections(predict_reference["boxes"], demo_boxes(r.stdout), predict_reference["threshold"],
-                           what="rk3588-python fallback under qemu", tol=0.03)
+    assert_same_detections(predict_reference_rknn["boxes"], demo_boxes(r.stdout), predict_reference_rknn["threshold"],
+                           tol=predict_reference_rknn["tol"],
+                           what="rk3588-python fallback under qemu")
