@@ -124,8 +124,11 @@ def evaluate(run: str | None = None, *, model: str | None = None, weights: str |
     from . import distributed as D
     from .evaluate import run_eval
 
+    from .train import catch_sigterm
+
     ws = _ws(workspace)
     D.setup_device(device, amp=False)
+    catch_sigterm()  # importing Paddle replaced the CLI's SIGTERM handler: cancel must still end as 130
     if run:
         run_dir = ws.run_dir(run)
     elif model:
