@@ -128,5 +128,5 @@ def test_rk3588_python_fallback_under_qemu(sdk_zips, arm64_python, predict_refer
              root, timeout=900, env=env)
     assert "RKNN runtime unavailable" in r.stderr or "rknn-toolkit-lite2 is not installed" in r.stderr
     assert_same_detections(predict_reference_rknn["boxes"], demo_boxes(r.stdout), predict_reference_rknn["threshold"],
-                           tol=predict_reference_rknn["tol"],
+                           tol=predict_reference_rknn["tol"], allow_unmatched=0.1,
                            what="rk3588-python fallback under qemu")
