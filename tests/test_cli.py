@@ -43,3 +43,29 @@ def test_registry_marks_dead_jobs_failed(tmp_path):
     job = reg.add("train", ["train"], pid=p.pid)
     rows = reg.list()
     assert rows[0]["id"] == job and rows[0]["status"] == "failed"
+
+
+def test_sigterm_cancels_a_paddle_command_with_exit_130(workspace, tmp_path):
+    """Importing Paddle replaces SIGTERM handlers: the CLI must still turn the UI's cancel into 130."""
+    import os
+    import signal
+    import time
+
+    import paddle
+
+    from toolbox.data.demo import generate
+    from toolbox.models import build_model
+
+    data = generate(tmp_path / "d", num_train=60, num_val=2, image_size=128)
+    paddle.save(build_model("tiny-test", num_classes=3).state_dict(), str(tmp_path / "w.pdparams"))
+    out = tmp_path / "o"
+    env = {**os.environ, "TOOLBOX_WORKSPACE": str(workspace.root), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "toolbox", "predict", str(data / "images"), "--model", "tiny-test",
+                          "--num-classes", "3", "--weights", str(tmp_path / "w.pdparams"), "--out", str(out)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while p.poll() is None and not any(out.glob("**/*.json")) and time.time() < deadline:
+        time.sleep(0.2)  # wait until it is predicting: Paddle is loaded
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "toolbox.runs_cli",      # runs
 )
 JOB_KINDS = {"train", "eval", "export", "deploy"}  # recorded in toolbox.db
+PADDLE_COMMANDS = {"train", "eval", "export", "predict"}  # import Paddle before taking over SIGTERM
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     args.workspace = Workspace(getattr(args, "workspace", None))
     job = _JobRecord(args.command, argv, args.workspace) if args.command in JOB_KINDS else None
+    if args.command in PADDLE_COMMANDS:
+        import paddle  # noqa: F401 - importing Paddle installs its own SIGTERM handler: load it first
     signal.signal(signal.SIGTERM, _raise_interrupt)  # UI cancel and `kill` end a job like Ctrl-C
     try:
         code = int(args.func(args) or 0)
