@@ -69,3 +69,21 @@ def test_sigterm_cancels_a_paddle_command_with_exit_130(workspace, tmp_path):
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
+
+
+def test_terminal_job_records_its_output_folder(workspace, tmp_path):
+    """A job started from a terminal names its folder in the registry, so the UI can follow it."""
+    import os
+
+    from toolbox.data.demo import generate
+
+    data = generate(tmp_path / "d", num_train=4, num_val=2, image_size=128)
+    env = {**os.environ, "TOOLBOX_WORKSPACE": str(workspace.root), "OMP_NUM_THREADS": "1"}
+    env.pop("TOOLBOX_JOB_ID", None)
+    r = subprocess.run([sys.executable, "-m", "toolbox", "train", "--dataset", str(data), "--model", "tiny-test",
+                        "--pretrained", "none", "--max-steps", "1", "--batch-size", "2", "--input-size", "128",
+                        "--run", "r1", "--no-progress"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    job = JobRegistry(workspace.db_path).list()[0]
+    assert job["kind"] == "train" and job["status"] == "ok"
+    assert job["out_dir"] == str((workspace.runs / "r1").resolve())

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import InputError, ToolboxError, UsageError
 from ..events import EventLog
-from ..workspace import Workspace
+from ..workspace import Workspace, record_job_output
 from . import package, runtimes
 from .targets import ORT_VERSION, Target, resolve_targets
 
@@ -40,6 +40,7 @@ def deploy(export: str | os.PathLike, target: str | list[str] = "all", out: str 
     cfg = _read_cfg(export_dir)
     out_dir = Path(out).expanduser().resolve() if out else ws.sdk
     out_dir.mkdir(parents=True, exist_ok=True)
+    record_job_output(ws, out_dir)
     targets = resolve_targets(target)
     explicit = not (isinstance(target, str) and target.strip() == "all")
     plans = []

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 from ..errors import InputError, ToolboxError, UsageError
 from ..events import EventLog
 from ..fileio import write_json
-from ..workspace import Workspace
+from ..workspace import Workspace, record_job_output
 
 
 def _ws(workspace: Workspace | str | os.PathLike | None) -> Workspace:
@@ -136,6 +136,7 @@ def evaluate(run: str | None = None, *, model: str | None = None, weights: str |
     else:
         raise UsageError("give --run NAME, or --model NAME --weights PATH --dataset NAME")
     out = run_dir / "eval"
+    record_job_output(ws, out)
     events = None
     try:
         if run:

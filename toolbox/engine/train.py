@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import Cancelled, RuntimeFailure, ToolboxError, UsageError
 from ..events import EventLog
-from ..workspace import Workspace
+from ..workspace import Workspace, record_job_output
 from . import checkpoint as ckpt
 from . import config as C
 from . import distributed as D
@@ -187,6 +187,7 @@ def train(options: dict[str, Any], workspace: Workspace, progress: bool = True) 
     main = D.is_main()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        record_job_output(workspace, run_dir)
         for stale in (run_dir / "checkpoints").glob(".*.tmp") if (run_dir / "checkpoints").is_dir() else []:
             shutil.rmtree(stale, ignore_errors=True)  # a temp folder of a killed save: never a checkpoint
         C.save(cfg, run_dir / "config.yaml")  # on resume: with the schedule options changed for the rest

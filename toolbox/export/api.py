@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import InputError, RuntimeFailure, ToolboxError, UsageError
 from ..events import EventLog
 from ..fileio import recover_dir, write_text
-from ..workspace import Workspace
+from ..workspace import Workspace, record_job_output
 from . import compare, rtdetr_cpu
 from .paddle_static import build_infer_cfg, paddle_stage, save_paddle, write_infer_cfg
 from .report import ExportReport
@@ -103,6 +103,7 @@ def export(run: str | None = None, weights: str = "best", model: str | None = No
     ws.exports.mkdir(parents=True, exist_ok=True)
     target = ws.exports / name
     recover_dir(target)
+    record_job_output(ws, target)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=ws.exports))
     job = _ExportJob(ws, src, name, fmts, staging, fp16_onnx=fp16_onnx, rknn_quant=rknn_quant, calib_size=calib_size,
                      samples=samples, draw_threshold=draw_threshold, val_limit=val_limit, progress=progress)
