@@ -1,6 +1,6 @@
 """Training throughput of RT-DETR-R18 on CPU: images/s at 320 and 640, batch 2, and peak RSS.
 
-    python benchmarks/bench_train.py [--sizes 320 640] [--steps 6] [--warmup 2] [--threads 1]
+    python benchmarks/bench_train.py [--sizes 320 640] [--steps 6] [--warmup 2] [--threads 0]
 
 Each size runs in a fresh process (so peak RSS is that run's): the real trainer (toolbox.train) on a
 synthetic COCO set like the reference measurement's (64 train / 16 val images of 320x320, 3 classes),
@@ -67,7 +67,10 @@ def make_dataset(ws_root: Path) -> str:
 def measure(size: int, steps: int, warmup: int, threads: int, ws: Path, dataset: str) -> dict:
     code = CHILD.format(root=str(ROOT), dataset=dataset, run=f"bench-{size}-{time.time_ns()}", ws=str(ws),
                         size=size, steps=steps, warmup=warmup)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     load0 = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -86,12 +89,12 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     ap.add_argument("--steps", type=int, default=6, help="measured optimizer steps per size (batch 2)")
     ap.add_argument("--warmup", type=int, default=2, help="first steps left out of the average")
-    ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the training process")
+    ap.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of the training process (0: the toolbox default, all cores)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         ws = Path(tmp) / "workspace"
         dataset = make_dataset(ws)
-        print(f"RT-DETR-R18 training, batch 2, CPU, OMP_NUM_THREADS={args.threads}, {os.cpu_count()} CPUs, "
+        print(f"RT-DETR-R18 training, batch 2, CPU, OMP_NUM_THREADS={args.threads or "toolbox default (all cores)"}, {os.cpu_count()} CPUs, "
               f"{args.steps} steps ({args.warmup} warm-up) per size")
         print(f"{'size':>5} {'s/iter':>7} {'img/s':>7} {'ref img/s':>9} {'x ref':>6} {'img/cpu-s':>9} "
               f"{'peak RSS':>9} {'ref RSS':>8} {'load avg':>9}")

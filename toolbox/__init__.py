@@ -10,8 +10,12 @@ The Python API mirrors the CLI, one function a step (imported lazily, so `import
 from __future__ import annotations
 
 import importlib
+import os
 
 __version__ = "0.1.0"
+
+# Paddle sets OMP_NUM_THREADS=1 at import when it is unset; remember what the user asked for before that.
+USER_OMP_NUM_THREADS = os.environ.get("OMP_NUM_THREADS")
 
 _API = {
     "check": "toolbox.data.api",
