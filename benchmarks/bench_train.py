@@ -94,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         ws = Path(tmp) / "workspace"
         dataset = make_dataset(ws)
-        print(f"RT-DETR-R18 training, batch 2, CPU, OMP_NUM_THREADS={args.threads or "toolbox default (all cores)"}, {os.cpu_count()} CPUs, "
+        print(f"RT-DETR-R18 training, batch 2, CPU, OMP_NUM_THREADS={args.threads or 'toolbox default (all cores)'}, {os.cpu_count()} CPUs, "
               f"{args.steps} steps ({args.warmup} warm-up) per size")
         print(f"{'size':>5} {'s/iter':>7} {'img/s':>7} {'ref img/s':>9} {'x ref':>6} {'img/cpu-s':>9} "
               f"{'peak RSS':>9} {'ref RSS':>8} {'load avg':>9}")
