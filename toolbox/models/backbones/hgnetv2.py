@@ -25,7 +25,7 @@ from paddle.regularizer import L2Decay
 
 from toolbox.errors import UsageError
 
-from .layers import batch_norm, freeze_parameters
+from .layers import StagedBackbone, batch_norm
 
 # stem (in, mid, out); stages: in, mid, out, blocks, downsample, light block, kernel, layers per block
 ARCHS = {
@@ -45,7 +45,6 @@ ARCHS = {
         (512, 384, 1024, 6, True, True, 5, 6),
         (1024, 768, 2048, 3, True, True, 5, 6)]},
 }
-STAGE_STRIDES = [4, 8, 16, 32]
 
 
 class ConvBNAct(nn.Layer):
@@ -160,7 +159,7 @@ class HGStage(nn.Layer):
         return self.blocks(x)
 
 
-class PPHGNetV2(nn.Layer):
+class PPHGNetV2(StagedBackbone):
     """PP-HGNetV2 backbone with PaddleDetection's options (use_lab is not supported: RT-DETR's L/X/H
     do not use it).
 
@@ -188,25 +187,7 @@ class PPHGNetV2(nn.Layer):
         self.stem = StemBlock(*cfg["stem"], lr_mult=float(lr_mult_list[0]), freeze_norm=freeze_norm)
         self.stages = nn.LayerList([HGStage(*s, lr_mult=float(lr_mult_list[i + 1]), freeze_norm=freeze_norm)
                                     for i, s in enumerate(cfg["stages"])])
-        if freeze_at >= 0:
-            freeze_parameters(self.stem)
-            if not freeze_stem_only:
-                for i in range(min(freeze_at + 1, len(self.stages))):
-                    freeze_parameters(self.stages[i])
-
-    @property
-    def out_channels(self) -> list[int]:
-        return [self._out_channels[i] for i in self.return_idx]
-
-    @property
-    def out_strides(self) -> list[int]:
-        return [STAGE_STRIDES[i] for i in self.return_idx]
+        self.freeze(self.stem, self.stages, freeze_at, freeze_stem_only)
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
-        x = self.stem(x)
-        outs = []
-        for idx, stage in enumerate(self.stages):
-            x = stage(x)
-            if idx in self.return_idx:
-                outs.append(x)
-        return outs
+        return self.run_stages(self.stem(x), self.stages)

@@ -53,6 +53,45 @@ def freeze_parameters(layer: nn.Layer) -> None:
         p.stop_gradient = True
 
 
+class StagedBackbone(nn.Layer):
+    """What both backbones share: a stem, then four stages at strides 4, 8, 16, 32, of which the stages
+    in `return_idx` are returned as feature maps [B, C_i, H / stride_i, W / stride_i].
+
+    Subclasses set `return_idx` and `_out_channels` (every stage's channels) and call `run_stages` and
+    `freeze` with their own sub-layers, whose names are PaddleDetection's checkpoint names.
+    """
+
+    STAGE_STRIDES = (4, 8, 16, 32)
+    return_idx: list[int]
+    _out_channels: list[int]
+
+    @property
+    def out_channels(self) -> list[int]:
+        return [self._out_channels[i] for i in self.return_idx]
+
+    @property
+    def out_strides(self) -> list[int]:
+        return [self.STAGE_STRIDES[i] for i in self.return_idx]
+
+    @staticmethod
+    def freeze(stem: nn.Layer, stages, freeze_at: int, freeze_stem_only: bool) -> None:
+        """Stop gradients of the stem and, unless stem-only, of stages 0..freeze_at (-1: nothing)."""
+        if freeze_at < 0:
+            return
+        freeze_parameters(stem)
+        if not freeze_stem_only:
+            for i in range(min(freeze_at + 1, len(stages))):
+                freeze_parameters(stages[i])
+
+    def run_stages(self, x: paddle.Tensor, stages) -> list[paddle.Tensor]:
+        outs = []
+        for idx, stage in enumerate(stages):
+            x = stage(x)
+            if idx in self.return_idx:
+                outs.append(x)
+        return outs
+
+
 def is_frozen_norm(layer: nn.Layer) -> bool:
     """True for a BatchNorm2D made by `batch_norm(frozen=True)` / `freeze_batch_norms`."""
     return isinstance(layer, nn.BatchNorm2D) and bool(getattr(layer, "_use_global_stats", False))

@@ -19,10 +19,9 @@ import paddle.nn.functional as F
 
 from toolbox.errors import UsageError
 
-from .layers import ConvNormLayer, freeze_parameters
+from .layers import ConvNormLayer, StagedBackbone
 
 BLOCKS_PER_STAGE = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
-STAGE_STRIDES = [4, 8, 16, 32]
 
 
 class _Shortcut(nn.Layer):
@@ -112,7 +111,7 @@ class _Stage(nn.Layer):
         return x
 
 
-class ResNet(nn.Layer):
+class ResNet(StagedBackbone):
     """ResNet-vd backbone with PaddleDetection's options.
 
     freeze_at: -1 trains everything; k >= 0 freezes the stem and, unless `freeze_stem_only`, stages
@@ -164,25 +163,8 @@ class ResNet(nn.Layer):
             self.res_layers.append(self.add_sublayer(f"res{i + 2}", stage))
             ch_in = self._out_channels[i]
 
-        if freeze_at >= 0:
-            freeze_parameters(self.conv1)
-            if not freeze_stem_only:
-                for i in range(min(freeze_at + 1, num_stages)):
-                    freeze_parameters(self.res_layers[i])
-
-    @property
-    def out_channels(self) -> list[int]:
-        return [self._out_channels[i] for i in self.return_idx]
-
-    @property
-    def out_strides(self) -> list[int]:
-        return [STAGE_STRIDES[i] for i in self.return_idx]
+        self.freeze(self.conv1, self.res_layers, freeze_at, freeze_stem_only)
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
         x = F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)
-        outs = []
-        for idx, stage in enumerate(self.res_layers):
-            x = stage(x)
-            if idx in self.return_idx:
-                outs.append(x)
-        return outs
+        return self.run_stages(x, self.res_layers)
