@@ -1,18 +1,24 @@
-"""Safe extraction of dataset archives (.zip, .tar, .tar.gz, .tgz) into the workspace.
+"""Safe extraction of dataset archives (.zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz) into the workspace.
 
-An archive from the internet can be hostile. Every member is vetted before anything is written:
-no absolute paths or drive letters, no `..`, no device files or FIFOs, links only when they stay inside
-the destination (zip symlinks and tar hard/soft links alike), and bounds on the total unpacked size and
-the number of files, counted on the bytes actually written (a zip's header can lie), so a
+An archive from the internet can be hostile. Every member is vetted before it is written: no absolute
+paths or drive letters, no `..`, no device files or FIFOs, and no symbolic links at all (zip or tar):
+a link's target can only be judged through the links written before it, and a chain of links that
+each look harmless by their written path can point a later member at a host file. Datasets hardly
+ever hold links, so refusing them (naming the member) is the rule that cannot be got round. A tar
+hard link to a regular file of the same archive is written as a copy of that file. The archive's own
+top folder (`.`, `./`, as `tar -C DIR -czf x.tgz .` writes) is skipped. Bounds on the total unpacked
+size and the number of files are counted on the bytes actually written (a zip's header can lie), so a
 decompression bomb stops at the bound. A refused archive raises InputError naming the member; the
 caller extracts into a temporary folder, so nothing half-extracted survives.
 """
 from __future__ import annotations
 
+import lzma
 import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -55,8 +61,9 @@ def _size(n: float) -> str:
     return f"{n} B"
 
 
-def safe_member_path(name: str, archive: Path) -> PurePosixPath:
-    """The member's path relative to the destination, or InputError if it could escape it."""
+def member_path(name: str, archive: Path) -> PurePosixPath | None:
+    """The member's path relative to the destination; None for the archive's own top folder (`.`, `./`,
+    which `tar -C DIR -czf x.tgz .` writes); InputError if it could escape the destination."""
     norm = name.replace("\\", "/")
     if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or norm.startswith("//"):
         raise InputError(f"{archive.name}: member '{name}' has an absolute path: refused (an archive must only "
@@ -65,8 +72,24 @@ def safe_member_path(name: str, archive: Path) -> PurePosixPath:
     if ".." in parts:
         raise InputError(f"{archive.name}: member '{name}' contains '..' (path traversal): refused")
     if not parts:
+        if norm.strip("/") in ("", "."):
+            return None
         raise InputError(f"{archive.name}: member '{name}' has an empty path: refused")
     return PurePosixPath(*parts)
+
+
+def safe_member_path(name: str, archive: Path) -> PurePosixPath:
+    """Like member_path, but the top folder itself is refused (a file or link cannot live there)."""
+    rel = member_path(name, archive)
+    if rel is None:
+        raise InputError(f"{archive.name}: member '{name}' has an empty path: refused")
+    return rel
+
+
+def _link_refused(archive: Path, name: str, target: str) -> InputError:
+    return InputError(f"{archive.name}: member '{name}' is a symbolic link (to '{target}'): refused, dataset "
+                      f"archives may not hold links (archive the files themselves, e.g. zip without --symlinks "
+                      f"or tar --dereference)")
 
 
 def _inside(dest: Path, target: Path) -> bool:
@@ -75,15 +98,8 @@ def _inside(dest: Path, target: Path) -> bool:
     return t == dest_r or t.startswith(dest_r + os.sep)
 
 
-def _link_target_ok(dest: Path, rel: PurePosixPath, link: str) -> bool:
-    if link.startswith("/") or link.replace("\\", "/").startswith("/") or (len(link) > 1 and link[1] == ":"):
-        return False
-    resolved = os.path.normpath(os.path.join(str(dest), str(rel.parent), link))
-    d = os.path.normpath(str(dest))
-    return resolved == d or resolved.startswith(d + os.sep)
-
-
 def _write_stream(stream, target: Path, dest: Path, budget: _Budget, name: str, bar) -> None:
+    # No link is ever created by extraction, so this is a second line of defence, not the first.
     if not _inside(dest, target.parent):
         raise InputError(f"{budget.archive.name}: member '{name}' would be written through a link outside the "
                          f"destination: refused")
@@ -112,7 +128,9 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int 
     else:
         try:
             _extract_tar(archive, dest, budget)
-        except tarfile.TarError as e:
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
+            if isinstance(e, InputError) or isinstance(e, OSError) and e.errno is not None:
+                raise  # a refusal, or the disk (full, read-only): not the archive's fault
             raise InputError(f"{archive.name}: not a readable zip or tar archive ({e})") from None
     return dest
 
@@ -124,30 +142,31 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
         raise InputError(f"{archive.name}: broken zip archive ({e})") from None
     with zf:
         infos = zf.infolist()
-        links = []
+        members = []
         for info in infos:  # vet everything before writing anything
-            rel = safe_member_path(info.filename, archive)
+            rel = member_path(info.filename, archive)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                links.append((info, rel))
-            elif mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)) and stat.S_IFMT(mode):
+                raise _link_refused(archive, info.filename, zf.read(info).decode("utf-8", "replace")[:200])
+            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)) and stat.S_IFMT(mode):
                 raise InputError(f"{archive.name}: member '{info.filename}' is a device file or FIFO: refused")
+            if rel is None:
+                if not info.is_dir():
+                    raise InputError(f"{archive.name}: member '{info.filename}' has an empty path: refused")
+                continue
+            members.append((info, rel))
         declared = sum(i.file_size for i in infos)
         if declared > budget.max_bytes:
             raise InputError(f"{archive.name}: declares {_size(declared)} unpacked, more than the bound of "
                              f"{_size(budget.max_bytes)}: refused; raise TOOLBOX_MAX_EXTRACT_BYTES if it is genuine")
         with tqdm(total=declared, unit="B", unit_scale=True, desc=f"extract {archive.name}",
                   disable=declared < PROGRESS_FROM, leave=False) as bar:
-            for info in infos:
-                rel = safe_member_path(info.filename, archive)
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    continue
+            for info, rel in members:
                 target = dest / rel
+                budget.file(info.filename)
                 if info.is_dir():
-                    budget.file(info.filename)
                     target.mkdir(parents=True, exist_ok=True)
                     continue
-                budget.file(info.filename)
                 try:
                     with zf.open(info) as stream:
                         _write_stream(stream, target, dest, budget, info.filename, bar)
@@ -155,39 +174,45 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
                     if isinstance(e, InputError):
                         raise
                     raise InputError(f"{archive.name}: member '{info.filename}' is corrupt ({e})") from None
-        for info, rel in links:  # links last, so nothing is ever written through one
-            target_text = zf.read(info).decode("utf-8", "replace")
-            if not _link_target_ok(dest, rel, target_text):
-                raise InputError(f"{archive.name}: link '{info.filename}' points outside the archive "
-                                 f"('{target_text}'): refused")
-            budget.file(info.filename)
-            _check_link_slot(dest, rel, info.filename, archive)
-            os.symlink(target_text, dest / rel)
 
 
 def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
+    """Stream the members in order. Symbolic links are refused. A hard link is accepted only when it
+    names a regular file written earlier from the same archive (GNU tar stores a second name of one
+    inode that way, e.g. a folder holding hard-linked images): its bytes are copied, so no link exists
+    in the workspace and nothing can be reached through one."""
     size = archive.stat().st_size
+    written: dict[PurePosixPath, Path] = {}  # regular-file members already extracted, by member path
     with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar, \
             tqdm(total=size, unit="B", unit_scale=True, desc=f"extract {archive.name}",
                  disable=size < PROGRESS_FROM, leave=False) as bar:
-        deferred = []
         for member in tar:
-            rel = safe_member_path(member.name, archive)
-            budget.file(member.name)
+            rel = member_path(member.name, archive)
             if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
                 raise InputError(f"{archive.name}: member '{member.name}' is a device file or FIFO: refused")
-            if member.issym() or member.islnk():
-                link = member.linkname
-                ok = _link_target_ok(dest, rel, link) if member.issym() else \
-                    _link_target_ok(dest, PurePosixPath("x"), str(safe_member_path(link, archive)))
-                if not ok:
-                    raise InputError(f"{archive.name}: link '{member.name}' points outside the archive "
-                                     f"('{link}'): refused")
-                deferred.append((member, rel))
-                continue
+            if member.issym():
+                raise _link_refused(archive, member.name, member.linkname)
+            if rel is None:
+                if not member.isdir():
+                    raise InputError(f"{archive.name}: member '{member.name}' has an empty path: refused")
+                continue  # the top folder itself ('.', './')
+            budget.file(member.name)
             target = dest / rel
+            if member.islnk():
+                src = written.get(_link_key(member.linkname, archive))
+                if src is None:
+                    raise InputError(f"{archive.name}: member '{member.name}' is a hard link to "
+                                     f"'{member.linkname}', which is not a regular file earlier in the archive: "
+                                     f"refused")
+                with open(src, "rb") as stream:
+                    _write_stream(stream, target, dest, budget, member.name, _NoProgress())
+                written[rel] = target
+                continue
             if member.isdir():
+                if target.is_file():
+                    raise InputError(f"{archive.name}: folder '{member.name}' has the same path as a file: refused")
                 target.mkdir(parents=True, exist_ok=True)
+                written.pop(rel, None)
                 continue
             if not member.isfile():
                 raise InputError(f"{archive.name}: member '{member.name}' has an unsupported type: refused")
@@ -196,28 +221,15 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
                 continue
             with stream:
                 _write_stream(stream, target, dest, budget, member.name, _RawProgress(bar, raw))
-        for member, rel in deferred:
-            target = dest / rel
-            _check_link_slot(dest, rel, member.name, archive)
-            if member.issym():
-                os.symlink(member.linkname, target)
-            else:  # hard link to an already extracted member: copy its bytes (no shared inode with the source)
-                src = dest / safe_member_path(member.linkname, archive)
-                if not src.is_file() or not _inside(dest, src):
-                    raise InputError(f"{archive.name}: hard link '{member.name}' points at '{member.linkname}', "
-                                     f"which is not a file of the archive: refused")
-                with open(src, "rb") as stream:
-                    _write_stream(stream, target, dest, budget, member.name, _NoProgress())
+            written[rel] = target
 
 
-def _check_link_slot(dest: Path, rel: PurePosixPath, name: str, archive: Path) -> None:
-    """A link is created last: its place must be free and its folder inside the destination."""
-    target = dest / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not _inside(dest, target.parent):
-        raise InputError(f"{archive.name}: link '{name}' would be created through a link outside the destination: refused")
-    if os.path.lexists(target):
-        raise InputError(f"{archive.name}: link '{name}' has the same path as another member: refused")
+def _link_key(linkname: str, archive: Path) -> PurePosixPath | None:
+    """A hard link's target as a member path, or None when it cannot name a member (absolute, `..`)."""
+    try:
+        return member_path(linkname, archive)
+    except InputError:
+        return None
 
 
 class _RawProgress:
