@@ -9,8 +9,11 @@ import stat
 import tarfile
 import zipfile
 
+import subprocess
+
 import pytest
 
+from tests.conftest import require_tool, shared_path
 from tests.fixtures.data import make_coco_dataset
 from toolbox.data import archive
 from toolbox.data.api import check
@@ -25,20 +28,66 @@ def _zip_folder(folder, out, prefix=""):
     return out
 
 
-@pytest.mark.parametrize("kind", ["zip", "tar.gz", "tgz", "tar"])
+TAR_MODES = {"tar.gz": "w:gz", "tgz": "w:gz", "tar": "w", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}
+
+
+@pytest.mark.parametrize("kind", ["zip", *TAR_MODES])
 def test_good_archive_is_imported(tmp_path, workspace, kind):
     src = make_coco_dataset(tmp_path / "pets")
     out = tmp_path / f"pets_v2.{kind}"
     if kind == "zip":
         _zip_folder(src, out, prefix="pets/")
     else:
-        with tarfile.open(out, "w:gz" if kind != "tar" else "w") as tf:
+        with tarfile.open(out, TAR_MODES[kind]) as tf:
             tf.add(src, arcname="pets")
     r = check(out, workspace=workspace)
     assert r["check_pass"], r["errors"]
     d = workspace.datasets / "pets_v2"  # the archive's stem
     assert (d / "source" / "pets" / "annotations" / "instance_train.json").is_file()
     assert (d / "images" / "a.jpg").is_file() and (d / "annotations" / "instance_val.json").is_file()
+
+
+def _tar_dot(folder, out):
+    """The usual Linux way: `tar -C DIR -czf out .` (members `./`, `./annotations/...`)."""
+    subprocess.run([require_tool("tar"), "-C", str(folder), "-czf", str(out), "."], check=True)
+    with tarfile.open(out) as tf:
+        names = tf.getnames()
+    assert names[0] in (".", "./") and all(n.startswith("./") for n in names[1:])  # the case is really built
+    return out
+
+
+def test_tar_of_dot_is_imported(tmp_path, workspace):
+    src = make_coco_dataset(tmp_path / "pets")
+    r = check(_tar_dot(src, tmp_path / "pets.tgz"), workspace=workspace)
+    assert r["check_pass"], r["errors"]
+    assert (r["attributes"]["train_samples"], r["attributes"]["val_samples"]) == (2, 1)
+    assert (workspace.datasets / "pets" / "source" / "annotations" / "instance_train.json").is_file()
+
+
+def test_top_folder_member_must_be_a_folder(tmp_path, workspace):
+    out = tmp_path / "dot.tar"
+    with tarfile.open(out, "w") as tf:
+        info = tarfile.TarInfo("./")
+        info.size = 5
+        tf.addfile(info, io.BytesIO(b"pwned"))
+    _refused(tmp_path, workspace, out, "member './' has an empty path: refused")
+
+
+def test_bccd_tar_of_dot_imports_all_splits(tmp_path, workspace):
+    bccd = shared_path("data", "BCCD_voc")
+    r = check(_tar_dot(bccd, tmp_path / "x.tgz"), workspace=workspace)
+    a = r["attributes"]
+    assert r["dataset_path"] == "datasets/x" and a["class_names"] == ["Platelets", "RBC", "WBC"]
+    assert (a["train_samples"], a["val_samples"], a["test_samples"]) == (205, 87, 72)
+    assert {e["code"] for e in r["errors"]} == {"bbox_degenerate"}  # BCCD's two known zero-size boxes, nothing else
+
+
+def test_non_tar_compressed_file_is_refused(tmp_path, workspace):
+    out = tmp_path / "notes.tar.xz"
+    import lzma
+
+    out.write_bytes(lzma.compress(b"not a tar archive at all" * 40))
+    _refused(tmp_path, workspace, out, "notes.tar.xz: not a readable zip or tar archive")
 
 
 def _refused(tmp_path, workspace, path, match):

@@ -9,7 +9,7 @@ from .api import FORMAT_CHOICES
 CHECK_HELP = """\
 Import a dataset into the workspace as datasets/NAME/ (PaddleX COCO layout) and check all of it.
 
-PATH is a dataset folder or an archive (.zip, .tar, .tar.gz, .tgz), or the name of a dataset already
+PATH is a dataset folder or an archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz), or the name of a dataset already
 in the workspace (checked in place). Archives are extracted safely into datasets/NAME/source/; images
 are hard-linked or copied (EXIF rotation applied), never moved: your folder is only read.
 Formats: coco (PaddleX: annotations/instance_train.json, instance_val.json, images/), roboflow
@@ -22,7 +22,7 @@ EXIT_HELP = "exit codes: 0 the dataset passed (warnings allowed), 1 it has error
 
 
 def _add_import_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="dataset folder, archive (.zip/.tar/.tar.gz/.tgz), or workspace dataset name")
+    p.add_argument("path", metavar="PATH", help="dataset folder, archive (.zip/.tar/.tar.gz/.tgz/.tar.bz2/.tar.xz), or workspace dataset name")
     p.add_argument("--name", help="dataset name in the workspace (default: the folder's or archive's stem)")
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
                    help="source format (default: auto-detect from the layout)")

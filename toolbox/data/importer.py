@@ -25,7 +25,7 @@ from .images import ImageScanner
 from .report import REPORT_NAME, build_report, draw_histogram, draw_samples, write_report
 from .source import SPLITS, Source
 
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 NAME_RE = re.compile(r"^[\w\u4e00-\u9fff][\w.\-\u4e00-\u9fff]*$")
 
 
