@@ -170,12 +170,13 @@ def check_source(source: Source, probe: ImageProbe | None = None) -> CheckResult
     for issue in source.issues:
         out.add(issue)
     splits = source.splits
-    _check_split_presence(splits, out)
+    _check_split_presence(splits, out, source.format)
     categories = _check_categories(splits, out)
     stats = {}
+    hint = _empty_hint(splits, source.format)
     for name in SPLITS:
         if name in splits and not splits[name].broken and _schema_ok(splits[name], out):
-            stats[name] = _check_split(splits[name], set(categories), probe, out)
+            stats[name] = _check_split(splits[name], set(categories), probe, out, hint)
     _check_overlap(splits, stats, out)
     # class mapping from the category lists and the ids in use (counted above, no second pass over boxes)
     used = sorted({cid for st in stats.values() for cid in st.boxes_per_class})
@@ -212,12 +213,37 @@ def _check_overlap(splits: dict[str, Split], stats: dict, out: _Collector) -> No
                 seen.setdefault(key, name)
 
 
-def _check_split_presence(splits: dict[str, Split], out: _Collector) -> None:
+RESPLIT = "add some, or run `python -m toolbox split NAME --train-percent 80 --val-percent 20` to make it from the other's images"
+# what to look at when no split has any image (`split` cannot help then: it re-divides images found)
+NO_IMAGES_HINT = {
+    "yolo": "no image was found for any split: check that data.yaml's train/val paths name this dataset's image "
+            "folders (e.g. train/images and valid/images, or images/train and images/val)",
+    "voc": "no image was found for any split: check that ImageSets/Main/train.txt and val.txt (or "
+           "train_anno_list.txt and val_anno_list.txt) list the images and that the XML files are in Annotations/",
+    "labelme": "no image was found: check that the folder holds LabelMe JSON files (with 'shapes') beside their images",
+    "roboflow": "no image was found for any split: check that train/ and valid/ each hold _annotations.coco.json "
+                "listing their images",
+}
+NO_IMAGES_DEFAULT = ("no image was found for any split: check that annotations/instance_train.json and "
+                     "instance_val.json list their images, or name the format with --format if it was misdetected")
+
+
+def _empty_hint(splits: dict[str, Split], fmt: str | None) -> str:
+    """`split` helps only when train or val has images to share; otherwise say where to look."""
+    def has_images(name: str) -> bool:
+        sp = splits.get(name)
+        return sp is not None and isinstance(sp.coco, dict) and bool(sp.coco.get("images"))
+
+    if has_images("train") or has_images("val"):
+        return RESPLIT
+    return NO_IMAGES_HINT.get(fmt or "", NO_IMAGES_DEFAULT)
+
+
+def _check_split_presence(splits: dict[str, Split], out: _Collector, fmt: str | None = None) -> None:
     for name in ("train", "val"):
         if name not in splits:
-            out.add(Issue("split_empty", None, None,
-                          f"there is no {name} split; add one, or run `python -m toolbox split NAME "
-                          f"--train-percent 80 --val-percent 20` after importing"))
+            out.add(Issue("split_empty", None, None, f"there is no {name} split; "
+                          f"{_empty_hint(splits, fmt).replace('add some', 'add one', 1)}"))
 
 
 def _schema_ok(split: Split, out: _Collector) -> bool:
@@ -276,15 +302,16 @@ def _check_categories(splits: dict[str, Split], out: _Collector) -> dict[int, st
     return union
 
 
-def _check_split(split: Split, known_cats: set[int], probe: ImageProbe | None, out: _Collector) -> SplitStats:
+def _check_split(split: Split, known_cats: set[int], probe: ImageProbe | None, out: _Collector,
+                 empty_hint: str = RESPLIT) -> SplitStats:
     coco = split.coco
     images: list = coco["images"]
     anns: list = coco["annotations"]
     jf = split.json_file
     stats = SplitStats(images=len(images))
     if not images and not split.broken:
-        out.add(Issue("split_empty", jf, None, f"the {split.name} split has no images; add some, or run "
-                      f"`python -m toolbox split NAME --train-percent 80 --val-percent 20`"), split.name)
+        hint = "add images to it, or leave it out (a test split is optional)" if split.name == "test" else empty_hint
+        out.add(Issue("split_empty", jf, None, f"the {split.name} split has no images; {hint}"), split.name)
 
     # ---- images: ids, names, sizes
     img_ids, id_ok = _ints(_col(images, "id"))

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..fileio import atomic_dir, write_json
 from ..workspace import Workspace
 from . import formats
@@ -91,11 +91,26 @@ def run(path: str | os.PathLike, name: str | None = None, fmt: str = "auto", fix
         else:
             root = formats.find_root(given)
         source = formats.read(root, fmt)
+        if stem is not None:
+            _confine(source, tmp / "source", given)
         scanner = ImageScanner(source, tmp / "images") if check_images else None
         result = _check(source, scanner, fix)
         _write_annotations(source, tmp / "annotations")
         report = _finish(source, result, tmp, target, ws)
     return Outcome(report, target)
+
+
+def _confine(source: Source, extracted: Path, archive: Path) -> None:
+    """An archive's annotations may only name images inside the archive: a data.yaml, list file or
+    LabelMe imagePath written to reach a host file would otherwise copy it into the workspace."""
+    inside = os.path.realpath(extracted) + os.sep
+    for split in source.splits.values():
+        for index, image in enumerate(split.image_src or []):
+            if image is not None and not os.path.realpath(image).startswith(inside):
+                # YOLO: data.yaml named the folder; the others: the annotation file of that image
+                named_in = split.json_file if source.format == "yolo" or not split.ann_files else split.ann_files[index]
+                raise InputError(f"{archive.name}: {named_in} names the image '{image}', which lies outside the "
+                                 f"archive: refused (an archive must hold the images its annotations use)")
 
 
 def _in_place(dataset_dir: Path, ws: Workspace, fix: bool, check_images: bool) -> Outcome:

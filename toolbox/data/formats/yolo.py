@@ -2,10 +2,14 @@
 in .../images/ and one label file per image in the matching .../labels/ folder, lines
 "class cx cy w h" normalised to [0, 1].
 
-Class order is `names` (list, or dict index -> name); category ids are 1..N in that order. A split path
-may be a folder or a .txt list of images, relative to `path:` or to the YAML's folder (Roboflow writes
-"../train/images", which is tried relative to the YAML's folder as well). Lines with more than five
-numbers are segmentation polygons: their box is used, and this is reported.
+Class order is `names` (a list, or a mapping {0: name, ...}); category ids are 1..N in that order; an
+`nc` that disagrees is reported. A data.yaml often comes from another machine, so each split path (a
+folder or a .txt list of images) is looked for in this order: as written (relative to `path:` when
+given, else to the yaml's folder); the same without a leading '../' (Roboflow writes '../train/images');
+then the split's folder beside the yaml in either common layout (Roboflow's train/ valid/ test/, each
+with images/ and labels/, or Ultralytics' images/{train,val,test} with labels/{train,val,test}). Each
+replacement is one warning naming the path and what replaced it; only nothing found is an error.
+Lines with more than five numbers are segmentation polygons: their box is used, and this is reported.
 """
 from __future__ import annotations
 
@@ -33,16 +37,79 @@ def detect(root: Path) -> bool:
     return find_yaml(root) is not None
 
 
-def _resolve(root: Path, base: Path, value: str) -> Path | None:
+def _strip_up(p: Path) -> Path:
+    """`p` without its leading `..` (and `.`) parts: Roboflow writes '../train/images' for 'train/images'."""
+    parts = list(p.parts)
+    while parts and parts[0] in ("..", "."):
+        parts.pop(0)
+    return Path(*parts) if parts else Path(".")
+
+
+def _beside_yaml(root: Path, split: str) -> list[Path]:
+    """The split's folder in the two common layouts beside data.yaml: Roboflow's train/ valid/ test/
+    (each with images/ and labels/) and Ultralytics' images/{train,val,test} (with labels/...)."""
+    names = SPLIT_KEYS[split]
+    return [root / n / "images" for n in names] + [root / "images" / n for n in names]
+
+
+def _resolve_split(root: Path, base: Path, value: str, split: str) -> tuple[Path | None, str]:
+    """Where a split path of data.yaml really is, in the documented order; returns (path, how found):
+    how is "" when found as written, else a phrase naming the replacement (for the warning)."""
     p = Path(value)
-    candidates = [p] if p.is_absolute() else [base / p, root / p]
+    written = p if p.is_absolute() else base / p
+    if written.exists():
+        return written, ""
+    candidates: list[tuple[Path, str]] = []
     if not p.is_absolute():
-        stripped = Path(*[part for part in p.parts if part not in ("..", ".")]) if p.parts else p
-        candidates.append(root / stripped)
-    for c in candidates:
-        if c.exists():
-            return c
-    return None
+        if _strip_up(p) != p:
+            candidates.append((base / _strip_up(p), "without its leading '../'"))
+        if base != root:  # `path:` given: the same relative to the yaml's folder
+            candidates += [(root / p, "relative to the yaml's folder"),
+                           (root / _strip_up(p), "relative to the yaml's folder")]
+    candidates += [(c, "beside the yaml") for c in _beside_yaml(root, split)]
+    for c, how in candidates:
+        if c.is_dir() or c.is_file() and c.suffix.lower() == ".txt":
+            return c, how
+    return None, ""
+
+
+def _resolve_listed(root: Path, base: Path, value: str) -> Path | None:
+    """An image named in a .txt list: relative to the list's folder, else the dataset's, else without '../'."""
+    p = Path(value)
+    candidates = [p] if p.is_absolute() else [base / p, root / p, root / _strip_up(p)]
+    return next((c for c in candidates if c.exists()), None)
+
+
+def _names(value) -> tuple[list[str], str]:
+    """The class names from `names`: a list, or a mapping {0: name, 1: name, ...} (Ultralytics writes
+    both); returns (names, "") or ([], what is wrong)."""
+    if isinstance(value, dict):
+        try:
+            by_index = {int(k): v for k, v in value.items()}
+        except (TypeError, ValueError):
+            return [], f"is a mapping whose keys are not all class numbers ({list(value)[:5]!r})"
+        if sorted(by_index) != list(range(len(by_index))):
+            return [], (f"maps class numbers {sorted(by_index)[:10]}, which are not 0..{len(by_index) - 1} "
+                        f"without gaps: the label files' class numbers could not be matched to names")
+        value = [by_index[i] for i in range(len(by_index))]
+    if not isinstance(value, list) or not value:
+        return [], "must be a non-empty list of class names or a mapping {0: name, 1: name, ...}"
+    for i, n in enumerate(value):
+        if n is None or not str(n).strip():
+            return [], f"has no name for class {i}"
+    return [str(n).strip() for n in value], ""
+
+
+def _base(root: Path, path_key) -> Path:
+    """What split paths are relative to: `path:` (itself relative to the yaml's folder) when given."""
+    if isinstance(path_key, str) and path_key.strip():
+        p = Path(path_key.strip())
+        return p if p.is_absolute() else root / p
+    return root
+
+
+def _where(root: Path, base: Path) -> str:
+    return "the yaml's folder" if base == root else f"path: '{relative(base, root)}'"
 
 
 def _label_path(image: Path) -> Path:
@@ -65,22 +132,16 @@ def read(root: Path) -> Source:
     if not isinstance(cfg, dict) or "names" not in cfg:
         src.issues.append(Issue("schema", yml.name, None, f"{yml.name} needs 'names' (the class list) and train/val paths"))
         return src
-    names = cfg["names"]
-    if isinstance(names, dict):
-        try:
-            names = [str(names[k]) for k in sorted(names, key=int)]
-        except (TypeError, ValueError):
-            src.issues.append(Issue("schema", yml.name, None, "'names' as a mapping must have integer keys 0..N-1"))
-            return src
-    if not isinstance(names, list) or not names:
-        src.issues.append(Issue("schema", yml.name, None, "'names' must be a non-empty list of class names"))
+    names, problem = _names(cfg["names"])
+    if problem:
+        src.issues.append(Issue("schema", yml.name, None, f"'names' in {yml.name} {problem}"))
         return src
-    names = [str(n) for n in names]
-    if isinstance(cfg.get("nc"), int) and cfg["nc"] != len(names):
-        src.issues.append(Issue("schema", yml.name, None, f"nc = {cfg['nc']} but 'names' lists {len(names)} classes"))
-    base = root / cfg["path"] if isinstance(cfg.get("path"), str) and not Path(cfg["path"]).is_absolute() else root
-    if isinstance(cfg.get("path"), str) and not base.exists():
-        base = root
+    nc = cfg.get("nc")
+    if nc is not None and (type(nc) is not int or nc != len(names)):
+        src.issues.append(Issue("nc_mismatch", yml.name, None, f"nc = {nc!r} but 'names' lists {len(names)} "
+                                f"classes ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''}): the names "
+                                f"are used; correct nc or the names", "warning"))
+    base = _base(root, cfg.get("path"))
     categories = [{"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(names)]
     per_split: dict[str, list[Path]] = {}
     for split, keys in SPLIT_KEYS.items():
@@ -90,15 +151,23 @@ def read(root: Path) -> Source:
         values = value if isinstance(value, list) else [value]
         images: list[Path] = []
         for v in values:
-            where = _resolve(root, base, str(v))
+            where, how = _resolve_split(root, base, str(v), split)
             if where is None:
-                src.issues.append(Issue("split_missing", yml.name, None, f"the {split} path '{v}' does not exist"))
-            elif where.is_dir():
+                looked = ", ".join(relative(c, root) for c in _beside_yaml(root, split))
+                src.issues.append(Issue("split_missing", yml.name, None, f"the {split} path '{v}' does not exist "
+                                        f"(relative to {_where(root, base)}), and no {split} folder was found beside "
+                                        f"{yml.name} either (looked for {looked})"))
+                continue
+            if how:
+                src.issues.append(Issue("split_path_replaced", yml.name, None, f"the {split} path '{v}' does not "
+                                        f"exist here; using '{relative(where, root)}' ({how}) instead", "warning"))
+            if where.is_dir():
                 images += sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
             else:  # a .txt list of image paths
                 for line in where.read_text(encoding="utf-8-sig").splitlines():
                     if line.strip():
-                        images.append(_resolve(root, where.parent, line.strip()) or (where.parent / line.strip()))
+                        images.append(_resolve_listed(root, where.parent, line.strip()) or (where.parent / line.strip()))
+        images = list(dict.fromkeys(images))  # two entries replaced by the same folder: each image once
         per_split[split] = images
     from ..images import probe_file
 
