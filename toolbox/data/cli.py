@@ -23,7 +23,8 @@ EXIT_HELP = "exit codes: 0 the dataset passed (warnings allowed), 1 it has error
 
 def _add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="dataset folder, archive (.zip/.tar/.tar.gz/.tgz/.tar.bz2/.tar.xz), or workspace dataset name")
-    p.add_argument("--name", help="dataset name in the workspace (default: the folder's or archive's stem)")
+    p.add_argument("--name", help="dataset name in the workspace (default: the folder's or archive's stem, with spaces and other "
+                        "characters than letters, digits, '_', '-', '.' made '_'; printed)")
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
                    help="source format (default: auto-detect from the layout)")
     p.add_argument("--fix", action="store_true",
@@ -70,7 +71,9 @@ def _summary(report: dict) -> str:
     return ", ".join(parts) + f"; {ne} error(s), {nw} warning(s)"
 
 
-def _print(report: dict, limit: int = 10) -> None:
+def _print(report: dict, limit: int = 10, name_given: bool = True) -> None:
+    if not name_given:  # the name was derived from PATH (CONTRACTS.md): say which, so the user can use it
+        print(f"dataset name: {str(report.get('dataset_path', '')).rsplit('/', 1)[-1]} (pass --name to choose another)")
     print(_summary(report))
     for kind in ("errors", "warnings"):
         items = report.get(kind) or []
@@ -88,7 +91,7 @@ def run_check(args) -> int:
     from .api import convert
 
     report = convert(args.path, args.name, args.format, args.fix, args.overwrite, args.workspace)
-    _print(report)
+    _print(report, name_given=bool(args.name))
     if not report["check_pass"]:
         print("check failed: fix the errors above (or re-run with --fix to drop the invalid boxes)", file=sys.stderr)
         return 1
@@ -99,7 +102,8 @@ def run_check(args) -> int:
 def run_convert(args) -> int:
     from .api import convert
 
-    _print(convert(args.path, args.name, args.format, args.fix, args.overwrite, args.workspace))
+    _print(convert(args.path, args.name, args.format, args.fix, args.overwrite, args.workspace),
+           name_given=bool(args.name))
     return 0
 
 

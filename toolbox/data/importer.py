@@ -9,9 +9,11 @@ folder is only read. A dataset already in the workspace is checked in place.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +47,31 @@ def archive_stem(path: Path) -> str | None:
 
 def check_name(name: str) -> str:
     if not NAME_RE.match(name) or name in (".", ".."):
+        hint = usable_name(name)
         raise UsageError(f"dataset name '{name}' is not usable as a folder name: use letters, digits, '_', '-' "
-                         f"and '.', starting with a letter or digit (pass --name)")
+                         f"and '.', starting with a letter or digit"
+                         + (f" (e.g. --name {hint})" if hint else " (pass another --name)"))
     return name
+
+
+def usable_name(text: str) -> str | None:
+    """`text` made usable as a dataset name (CONTRACTS.md, `check --name`): Unicode letters and digits,
+    '_', '-' and '.' kept, spaces and anything else → '_' (after NFC, so a macOS-decomposed 'é' stays a
+    letter); leading '.' and '-' dropped (no hidden folder, no option look-alike). None when no letter
+    or digit is left."""
+    name = re.sub(r"[^\w.\-]", "_", unicodedata.normalize("NFC", text)).lstrip(".-")
+    return name if any(ch.isalnum() for ch in name) and NAME_RE.match(name) else None
+
+
+def default_name(path: Path) -> str:
+    """The name `check` uses without --name: the folder's or archive's stem made usable, else
+    'dataset-' + the first 8 hex digits of the SHA-256 of the source's absolute path."""
+    path = Path(path)
+    stem = archive_stem(path) if not path.is_dir() else None
+    made = usable_name(stem if stem is not None else path.name)
+    if made is not None:
+        return made
+    return "dataset-" + hashlib.sha256(str(path.absolute()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def run(path: str | os.PathLike, name: str | None = None, fmt: str = "auto", fix: bool = False,
@@ -74,7 +98,7 @@ def run(path: str | os.PathLike, name: str | None = None, fmt: str = "auto", fix
     if given.is_file() and stem is None:
         raise UsageError(f"{given} is a file but not an archive this toolbox opens ({', '.join(ARCHIVE_SUFFIXES)}); "
                          f"give the dataset folder or an archive")
-    name = check_name(name or (stem if stem is not None else given.name))
+    name = check_name(name) if name else default_name(given)
     target = datasets / name
     if target.exists() and not overwrite:
         raise UsageError(f"dataset '{name}' already exists in {datasets}; pass --overwrite to replace it, or "
@@ -190,4 +214,4 @@ def _counts(result: CheckResult, severity: str) -> dict[str, int]:
     return dict(Counter(i.code for i in result.issues if (i.severity == "error") == (severity == "error")))
 
 
-__all__ = ["run", "Outcome", "REPORT_NAME", "archive_stem", "write_json"]
+__all__ = ["run", "Outcome", "REPORT_NAME", "archive_stem", "default_name", "usable_name", "write_json"]

@@ -42,11 +42,9 @@ def run_import(ctx: AppContext, path: str, name: str = "", format: str = "auto",
 
 
 def _default_name(src: Path) -> str:
-    name = src.name
-    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or "dataset"
-    return name or "dataset"
+    from ..data.importer import default_name
+
+    return default_name(src)  # the CLI's rule (CONTRACTS.md), so both name a dataset alike
 
 
 def run_split(ctx: AppContext, name: str, train_percent: float, val_percent: float | None = None,
