@@ -114,20 +114,23 @@ def run(path: str | os.PathLike, name: str | None = None, fmt: str = "auto", fix
             root = formats.find_root(tmp / "source")
         else:
             root = formats.find_root(given)
-        source = formats.read(root, fmt)
+        embedded = tmp / ".embedded"  # LabelMe imageData decoded here, hard-linked into images/, then removed
+        source = formats.read(root, fmt, embedded)
         if stem is not None:
-            _confine(source, tmp / "source", given)
+            _confine(source, [tmp / "source", embedded], given)
         scanner = ImageScanner(source, tmp / "images") if check_images else None
         result = _check(source, scanner, fix)
         _write_annotations(source, tmp / "annotations")
         report = _finish(source, result, tmp, target, ws)
+        shutil.rmtree(embedded, ignore_errors=True)
     return Outcome(report, target)
 
 
-def _confine(source: Source, extracted: Path, archive: Path) -> None:
-    """An archive's annotations may only name images inside the archive: a data.yaml, list file or
-    LabelMe imagePath written to reach a host file would otherwise copy it into the workspace."""
-    inside = os.path.realpath(extracted) + os.sep
+def _confine(source: Source, allowed: list[Path], archive: Path) -> None:
+    """An archive's annotations may only name images inside the archive (or decoded from it): a
+    data.yaml, list file or LabelMe imagePath written to reach a host file would otherwise copy it
+    into the workspace."""
+    inside = tuple(os.path.realpath(p) + os.sep for p in allowed)
     for split in source.splits.values():
         for index, image in enumerate(split.image_src or []):
             if image is not None and not os.path.realpath(image).startswith(inside):

@@ -37,7 +37,9 @@ def detect(root: Path) -> str:
                      f"Name the format with --format if the layout is close")
 
 
-def read(root: Path, fmt: str = "auto") -> Source:
+def read(root: Path, fmt: str = "auto", embedded_dir: Path | None = None) -> Source:
+    """Read the dataset at `root`; `embedded_dir` is where LabelMe images kept inside their JSON
+    (imageData) are decoded to, as the only format that holds images which are not files."""
     if fmt == "auto":
         fmt = detect(root)
     module = FORMATS.get(fmt)
@@ -45,4 +47,6 @@ def read(root: Path, fmt: str = "auto") -> Source:
         raise InputError(f"unknown format '{fmt}' (choose from auto, {', '.join(FORMATS)})")
     if not module.detect(root):
         raise InputError(f"{root} is not a {fmt} dataset: expected {module.EXPECTED}")
+    if module is labelme:
+        return labelme.read(root, embedded_dir)
     return module.read(root)

@@ -6,10 +6,18 @@ mask) is reported as a warning naming the file and label, never dropped silently
 rectangle in LabelMe to use it. Splits: train/, val/ (or valid/), test/ sub-folders when present,
 else everything is train (then `split` makes a val). Class order: a list file (labels.txt,
 label_list.txt, classes.txt) when present, else the sorted labels; category ids 1..N.
+A JSON without its image file (no imagePath, or the file is not there) but with the image embedded in
+`imageData` (base64, as LabelMe saves by default) has that image decoded and imported, named as if it
+lay beside its JSON.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
 
 from ..source import Issue, Source, Split, common_parent, load_json, relative
 from .voc import read_label_list
@@ -18,6 +26,7 @@ NAME = "labelme"
 FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 EXPECTED = "LabelMe JSON files (with 'shapes' and 'imagePath'), optionally in train/ and val/ folders"
 SKIP = {"annotations", "check"}
+EMBEDDED_EXTS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif", "WEBP": ".webp"}
 
 
 def _is_labelme(path: Path) -> bool:
@@ -31,7 +40,10 @@ def _is_labelme(path: Path) -> bool:
 
 
 def _jsons(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.json") if not any(part.startswith(".") for part in p.parts)
+    """The JSON files under `folder`, hidden ones skipped (judged below `folder`: an import's own
+    temporary folder is hidden too)."""
+    return sorted(p for p in folder.rglob("*.json")
+                  if not any(part.startswith(".") for part in p.relative_to(folder).parts)
                   and not p.name.startswith("_"))
 
 
@@ -42,7 +54,36 @@ def detect(root: Path) -> bool:
     return False
 
 
-def read(root: Path) -> Source:
+def _embedded_image(doc: dict, path: Path, rel: str, embedded_dir: Path | None,
+                    src: Source) -> tuple[Path, Path] | None:
+    """Decode the image LabelMe embedded in `imageData` (base64) into `embedded_dir`; returns (the path it
+    is named by: beside its JSON, with the extension of its real format; the file written), or None
+    after reporting why it cannot be used."""
+    try:
+        text = "".join(doc["imageData"].split())
+        if text.startswith("data:") and "," in text:  # a data URI ("data:image/png;base64,...")
+            text = text.split(",", 1)[1]
+        data = base64.b64decode(text, validate=True)
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = (im.format or "").upper()
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        src.issues.append(Issue("image_unreadable", rel, None, f"no image file for {rel} and the image embedded "
+                                f"in its imageData cannot be decoded ({type(e).__name__}: {e})"[:300]))
+        return None
+    named = path.with_suffix(EMBEDDED_EXTS.get(fmt, "." + fmt.lower() if fmt else ".img"))
+    if embedded_dir is None:  # nowhere to write it (not an import): read it where it will never be
+        return named, named
+    written = embedded_dir / Path(rel).with_suffix(named.suffix)
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_bytes(data)
+    if doc.get("imagePath"):
+        src.issues.append(Issue("image_embedded", rel, None, f"the image '{doc['imagePath']}' named by imagePath is "
+                                f"not there: the image embedded in imageData is used instead", "warning"))
+    return named, written
+
+
+def read(root: Path, embedded_dir: Path | None = None) -> Source:
+    """`embedded_dir`: where images that exist only inside their JSON (imageData) are decoded to."""
     src = Source(NAME, root)
     groups: dict[str, list[Path]] = {}
     for split, names in FOLDERS.items():
@@ -72,6 +113,12 @@ def read(root: Path) -> Source:
                     if (path.with_suffix(ext)).is_file():
                         image_path = path.with_suffix(ext)
                         break
+            read_from = image_path
+            if not image_path.is_file() and isinstance(doc.get("imageData"), str) and doc["imageData"].strip():
+                embedded = _embedded_image(doc, path, rel, embedded_dir, src)
+                if embedded is None:
+                    continue  # reported: the embedded image cannot be decoded
+                image_path, read_from = embedded
             boxes = []
             for k, shape in enumerate(doc["shapes"]):
                 label = str(shape.get("label", "")).strip() if isinstance(shape, dict) else ""
@@ -92,7 +139,7 @@ def read(root: Path) -> Source:
                     continue
                 labels_seen.add(label)
                 boxes.append((label, min(xa, xb), min(ya, yb), abs(xb - xa), abs(yb - ya)))
-            items.append((image_path, rel, doc.get("imageWidth"), doc.get("imageHeight"), boxes))
+            items.append((image_path, read_from, rel, doc.get("imageWidth"), doc.get("imageHeight"), boxes))
         parsed[split] = items
     names = label_list if label_list is not None else sorted(labels_seen)
     cat_of = {n: i + 1 for i, n in enumerate(names)}
@@ -100,10 +147,10 @@ def read(root: Path) -> Source:
     base = common_parent([it[0] for items in parsed.values() for it in items]) or root
     for split, items in parsed.items():
         images, anns, srcs, files = [], [], [], []
-        for image_path, rel, width, height, boxes in items:
+        for image_path, read_from, rel, width, height, boxes in items:
             image_id = len(images) + 1
             images.append({"id": image_id, "file_name": relative(image_path, base), "width": width, "height": height})
-            srcs.append(image_path)
+            srcs.append(read_from)
             files.append(rel)
             for label, x, y, w, h in boxes:
                 if label not in cat_of:
