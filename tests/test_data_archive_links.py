@@ -154,3 +154,47 @@ def test_tar_hard_links_to_earlier_files_become_copies(tmp_path, workspace):
     assert r["check_pass"], r["errors"]
     assert (r["attributes"]["train_samples"], r["attributes"]["val_samples"]) == (2, 1)
     assert not _links_under(workspace.root)
+
+
+def test_gnu_tar_hard_links_of_dot_archive(tmp_path, workspace):
+    """The same with the real `tar -C DIR -cf x.tar .` (linknames start with './')."""
+    import subprocess
+
+    from tests.conftest import require_tool
+
+    src = make_coco_dataset(tmp_path / "set")
+    os.link(src / "images" / "a.jpg", src / "images" / "a_again.jpg")
+    out = tmp_path / "gnu.tar"
+    subprocess.run([require_tool("tar"), "-C", str(src), "-cf", str(out), "."], check=True)
+    with tarfile.open(out) as tf:
+        assert [m.linkname for m in tf.getmembers() if m.islnk()] in (["./images/a.jpg"], ["./images/a_again.jpg"])
+    dest = archive.extract(out, tmp_path / "x")
+    assert (dest / "images" / "a_again.jpg").read_bytes() == (dest / "images" / "a.jpg").read_bytes()
+    assert not _links_under(dest)
+
+
+def _cli_refuses(capsys, workspace, path):
+    from toolbox.cli import main
+
+    code = main(["--workspace", str(workspace.root), "check", str(path), "--name", "evil"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+    assert not (workspace.datasets / "evil").exists() and not _links_under(workspace.root)
+    return lines[0]
+
+
+def test_cli_refuses_each_hostile_archive_in_one_line(tmp_path, workspace, capsys):
+    secret = _host_secret(tmp_path)
+    files = _dataset_files(tmp_path)
+    chain = _chain(secret)
+    cases = {
+        _zip(tmp_path / "chain.zip", files, chain): f"member '{DEEP}/l1' is a symbolic link",
+        _tar(tmp_path / "chain.tgz", files, [(n, tarfile.SYMTYPE, t) for n, t in chain]):
+            f"member '{DEEP}/l1' is a symbolic link",
+        _tar(tmp_path / "hard.tar.gz", files, [("images/x.jpg", tarfile.LNKTYPE, str(secret))]):
+            "member 'images/x.jpg' is a hard link to",
+    }
+    for path, expected in cases.items():
+        assert expected in _cli_refuses(capsys, workspace, path)
