@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .classes import class_mapping
+from .empty_split import RESPLIT, empty_hint
 from .source import SPLITS, Issue, Source, Split
 
 MAX_LISTED = 1000   # issues listed per code and split; the rest are counted in one summary line
@@ -173,7 +174,7 @@ def check_source(source: Source, probe: ImageProbe | None = None) -> CheckResult
     _check_split_presence(splits, out, source.format)
     categories = _check_categories(splits, out)
     stats = {}
-    hint = _empty_hint(splits, source.format)
+    hint = empty_hint(splits, source.format)
     for name in SPLITS:
         if name in splits and not splits[name].broken and _schema_ok(splits[name], out):
             stats[name] = _check_split(splits[name], set(categories), probe, out, hint)
@@ -213,37 +214,11 @@ def _check_overlap(splits: dict[str, Split], stats: dict, out: _Collector) -> No
                 seen.setdefault(key, name)
 
 
-RESPLIT = "add some, or run `python -m toolbox split NAME --train-percent 80 --val-percent 20` to make it from the other's images"
-# what to look at when no split has any image (`split` cannot help then: it re-divides images found)
-NO_IMAGES_HINT = {
-    "yolo": "no image was found for any split: check that data.yaml's train/val paths name this dataset's image "
-            "folders (e.g. train/images and valid/images, or images/train and images/val)",
-    "voc": "no image was found for any split: check that ImageSets/Main/train.txt and val.txt (or "
-           "train_anno_list.txt and val_anno_list.txt) list the images and that the XML files are in Annotations/",
-    "labelme": "no image was found: check that the folder holds LabelMe JSON files (with 'shapes') beside their images",
-    "roboflow": "no image was found for any split: check that train/ and valid/ each hold _annotations.coco.json "
-                "listing their images",
-}
-NO_IMAGES_DEFAULT = ("no image was found for any split: check that annotations/instance_train.json and "
-                     "instance_val.json list their images, or name the format with --format if it was misdetected")
-
-
-def _empty_hint(splits: dict[str, Split], fmt: str | None) -> str:
-    """`split` helps only when train or val has images to share; otherwise say where to look."""
-    def has_images(name: str) -> bool:
-        sp = splits.get(name)
-        return sp is not None and isinstance(sp.coco, dict) and bool(sp.coco.get("images"))
-
-    if has_images("train") or has_images("val"):
-        return RESPLIT
-    return NO_IMAGES_HINT.get(fmt or "", NO_IMAGES_DEFAULT)
-
-
 def _check_split_presence(splits: dict[str, Split], out: _Collector, fmt: str | None = None) -> None:
     for name in ("train", "val"):
         if name not in splits:
             out.add(Issue("split_empty", None, None, f"there is no {name} split; "
-                          f"{_empty_hint(splits, fmt).replace('add some', 'add one', 1)}"))
+                          f"{empty_hint(splits, fmt).replace('add some', 'add one', 1)}"))
 
 
 def _schema_ok(split: Split, out: _Collector) -> bool:
@@ -303,14 +278,14 @@ def _check_categories(splits: dict[str, Split], out: _Collector) -> dict[int, st
 
 
 def _check_split(split: Split, known_cats: set[int], probe: ImageProbe | None, out: _Collector,
-                 empty_hint: str = RESPLIT) -> SplitStats:
+                 hint_when_empty: str = RESPLIT) -> SplitStats:
     coco = split.coco
     images: list = coco["images"]
     anns: list = coco["annotations"]
     jf = split.json_file
     stats = SplitStats(images=len(images))
     if not images and not split.broken:
-        hint = "add images to it, or leave it out (a test split is optional)" if split.name == "test" else empty_hint
+        hint = "add images to it, or leave it out (a test split is optional)" if split.name == "test" else hint_when_empty
         out.add(Issue("split_empty", jf, None, f"the {split.name} split has no images; {hint}"), split.name)
 
     # ---- images: ids, names, sizes
