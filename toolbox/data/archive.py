@@ -78,14 +78,6 @@ def member_path(name: str, archive: Path) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
-def safe_member_path(name: str, archive: Path) -> PurePosixPath:
-    """Like member_path, but the top folder itself is refused (a file or link cannot live there)."""
-    rel = member_path(name, archive)
-    if rel is None:
-        raise InputError(f"{archive.name}: member '{name}' has an empty path: refused")
-    return rel
-
-
 def _link_refused(archive: Path, name: str, target: str) -> InputError:
     return InputError(f"{archive.name}: member '{name}' is a symbolic link (to '{target}'): refused, dataset "
                       f"archives may not hold links (archive the files themselves, e.g. zip without --symlinks "
