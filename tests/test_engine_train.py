@@ -93,10 +93,10 @@ def test_options_take_effect_in_one_run(session_workspace, tiny_dataset):
     start = events(run, "start")[0]
     # 16 images / batch 4 = 4 batches per epoch; accumulation 2 → 2 optimizer steps per epoch
     assert start["steps_per_epoch"] == 2 and start["total_steps"] == 4 and start["effective_batch"] == 8
-    assert cfg["train"]["lr"] == pytest.approx(3e-4 * 8 / 2)  # tiny-test's recipe batch is 2: linear scaling
+    assert cfg["train"]["lr"] == 3e-4  # used as given at the effective batch 8 (lr_scaling none)
     lrs = [e["lr"] for e in events(run, "log")]
     assert [e["step"] for e in events(run, "log")] == [1, 2, 3, 4]
-    assert lrs[0] == pytest.approx(1.2e-3 * 0.001) and lrs[0] < lrs[1] < lrs[2] < lrs[3] == pytest.approx(1.2e-3)
+    assert lrs[0] == pytest.approx(3e-4 * 0.001) and lrs[0] < lrs[1] < lrs[2] < lrs[3] == pytest.approx(3e-4)
     assert len(events(run, "eval")) == 1 and events(run, "eval")[0]["epoch"] == 2  # --eval-interval 2
     assert [e["which"] for e in events(run, "checkpoint")] == ["best", "last"]  # --save-interval 2: epoch 2 only
     assert cfg["model"]["input_size"] == 96 and cfg["augment"]["sizes"] == [96]

@@ -17,7 +17,8 @@ import yaml
 
 from ..errors import UsageError
 
-# The published RT-DETR recipe (PaddleDetection rtdetr_r*_6x_coco: AdamW 1e-4 for a global batch of 16,
+# The published RT-DETR recipe (PaddleDetection rtdetr_r*_6x_coco: AdamW 1e-4, tuned for a global batch of 16
+# and used as given at any batch by PaddleDetection and PaddleX (so `lr_scaling: none` by default),
 # weight decay 1e-4, backbone lr x0.1 through the backbone's lr_mult_list, 2000 linear warm-up steps from
 # 0.001, constant lr after, global grad-norm clip 0.1, EMA 0.9999 with warm-up). The `train:` section of a
 # pipelines/ file (schema in pipelines/README.md) replaces these values.
@@ -28,7 +29,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "global_batch": 16,           # the batch the config's base_lr was tuned for
     "base_lr": 1.0e-4,
     "lr": None,                   # the learning rate actually used (resolved below)
-    "lr_scaling": "linear",       # linear | sqrt | none: base_lr scaled by used/config global batch
+    "lr_scaling": "none",         # none (PaddleDetection/PaddleX: base_lr whatever the batch) | linear | sqrt
     "lr_milestones": [],          # epochs at which lr is multiplied by lr_gamma (recipe: none)
     "lr_gamma": 0.1,
     "weight_decay": 1.0e-4,
