@@ -51,7 +51,15 @@ def test_tiny_run_writes_the_run_folder(tiny_run):
     for which in ("best", "last"):
         names = sorted(p.name for p in (tiny_run / "checkpoints" / which).iterdir())
         assert names == ["checkpoint.json", "model.pdema", "model.pdopt", "model.pdparams"]
-    assert "lr 0.0001 used for an effective batch of 2" in (tiny_run / "train.log").read_text()
+    text = (tiny_run / "train.log").read_text()
+    assert "lr 0.0001 used for an effective batch of 2" in text and "(lr_scaling none)" in text
+    # 8 planned steps: warm-up 5 % → 1 step (the floor); tiny-test's EMA warm-up (10) is kept as configured
+    assert "warm-up 1 steps (auto: 5% of 8 planned steps, clamped to [1, 10])" in text
+    assert "EMA decay 0.9999 with warm-up 10 steps (fixed)" in text
+    start = events(tiny_run, "start")[0]
+    assert (start["warmup_steps"], start["ema_warmup_steps"]) == (1, 10)
+    assert [e["lr"] for e in events(tiny_run, "log")] == [pytest.approx(1e-4)] * 4  # past the 1-step warm-up
+    assert cfg["train"]["warmup_steps"] == 1  # config.yaml holds the value used (resume continues it)
 
 
 def test_checkpoint_holds_ema_weights_and_raw_weights(tiny_run):

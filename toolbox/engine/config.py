@@ -35,13 +35,14 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": 1.0e-4,
     "param_groups": [],           # [{params: regex over state-dict names, lr_mult?, weight_decay?}], first match
     "backbone_lr_mult": 1.0,      # extra multiplier on top of the backbone's own lr_mult_list
-    "warmup_steps": 2000,
+    "warmup_steps": "auto",       # auto: WARMUP_FRACTION of the planned steps, clamped to [1, warmup_steps_max]
+    "warmup_steps_max": 2000,     # the recipe's warm-up (a pipelines/ file's train.warmup_steps)
     "warmup_start_factor": 0.001,
     "clip_grad_norm": 0.1,
     "grad_accum_steps": 1,
     "ema": True,
     "ema_decay": 0.9999,
-    "ema_warmup_steps": 2000,
+    "ema_warmup_steps": 2000,     # PaddleDetection's fixed value (see planned_warmup); "auto" as for warmup_steps
     "no_aug_epochs": 0,           # RT-DETRv2: strong augmentation off for the last epochs
     "eval_interval": 1,
     "save_interval": 1,
@@ -68,6 +69,23 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
 }
 
 SECTIONS = ("model", "data", "train", "augment")
+WARMUP_FRACTION = 0.05  # automatic warm-up: this share of the planned optimizer steps
+
+
+def planned_warmup(value: Any, total_steps: int, cap: int) -> tuple[int, str]:
+    """(warm-up steps, why) for a `warmup_steps`-like value: an int is used as given; "auto" (or None) is
+    WARMUP_FRACTION of the run's planned optimizer steps clamped to [1, cap], so a short run is not all
+    warm-up (the recipe's 2000 steps are longer than many whole runs on small datasets).
+
+    The EMA warm-up keeps PaddleDetection's 2000 by default: with decay 0.9999, a short EMA warm-up makes
+    the average a ~10,000-step memory, so at the end of a 1,000-step run 95 % of the evaluated (EMA)
+    weights would come from its first half; the long warm-up keeps the EMA close to the raw weights
+    until a run is long enough for the average to help."""
+    if value is None or value == "auto":
+        steps = min(max(1, round(WARMUP_FRACTION * int(total_steps))), max(1, int(cap)))
+        return steps, (f"auto: {WARMUP_FRACTION:.0%} of {int(total_steps)} planned steps, "
+                       f"clamped to [1, {int(cap)}]")
+    return int(value), "fixed"
 
 
 def default_run_name(model_name: str, now: datetime | None = None) -> str:
@@ -111,7 +129,7 @@ def model_recipe(model_cfg: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     src = dict(model_cfg.get("train") or {})
     train: dict[str, Any] = {}
     for ours, theirs in (("epochs", "epochs"), ("batch_size", "batch_size"), ("global_batch", "global_batch_size"),
-                         ("base_lr", "base_lr"), ("param_groups", "param_groups"), ("warmup_steps", "warmup_steps"),
+                         ("base_lr", "base_lr"), ("param_groups", "param_groups"), ("warmup_steps_max", "warmup_steps"),
                          ("warmup_start_factor", "warmup_start_factor"), ("clip_grad_norm", "clip_grad_norm"),
                          ("sync_bn", "sync_bn")):
         if src.get(theirs) is not None:
@@ -235,8 +253,12 @@ def _validate(model: dict, train: dict) -> None:
     for k in ("epochs", "batch_size", "grad_accum_steps", "eval_interval", "save_interval", "log_interval",
               "base_lr", "global_batch"):
         positive(k.replace("_", "-"), train[k])
-    for k in ("warmup_steps", "early_stop_patience", "num_workers", "weight_decay", "clip_grad_norm"):
+    for k in ("early_stop_patience", "num_workers", "weight_decay", "clip_grad_norm"):
         positive(k.replace("_", "-"), train[k], allow_zero=True)
+    for k in ("warmup_steps", "ema_warmup_steps"):
+        if train[k] not in (None, "auto"):
+            positive(k.replace("_", "-"), train[k], allow_zero=True)
+    positive("warmup-steps-max", train["warmup_steps_max"], allow_zero=True)
     if train["max_steps"] is not None:
         positive("max-steps", train["max_steps"])
     positive("input-size", model["input_size"])
