@@ -11,7 +11,7 @@ import math
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -111,6 +111,24 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 def scale_sizes(input_size: int, scales: list[int], base: int = 640) -> list[int]:
     """A recipe's multi-scale list (for its input size `base`) mapped to `input_size`, multiples of 32."""
     return [max(32, int(round(s * input_size / base / 32)) * 32) for s in scales]
+
+
+def min_input_size(num_queries: int, strides: Sequence[int] = (8, 16, 32)) -> int:
+    """The smallest multiple of 32 whose encoder positions (one per cell of each feature level) reach
+    `num_queries`: query selection takes the top num_queries positions, so fewer cannot be trained
+    (300 queries, strides 8/16/32 → 128 px: 16² + 8² + 4² = 336 positions; 96 px has only 189)."""
+    size = 32
+    while sum((size // int(s)) ** 2 for s in strides) < int(num_queries):
+        size += 32
+    return size
+
+
+def _model_value(model_cfg: Mapping[str, Any], overrides: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A transformer setting as the run will build it: an override (flat or dotted) or the model file's."""
+    for k in (key, f"transformer.{key}", f"model.transformer.{key}"):
+        if overrides.get(k) is not None:
+            return overrides[k]
+    return (model_cfg.get("transformer") or {}).get(key, default)
 
 
 def scaled_lr(base_lr: float, global_batch: int, used_batch: int, rule: str) -> float:
@@ -222,14 +240,21 @@ def resolve(*, model_name: str, model_source: str, model_cfg: Mapping[str, Any],
         model["sampling"] = model["overrides"].pop("sampling")
 
     _validate(model, train)
+    floor = min_input_size(int(_model_value(model_cfg, model["overrides"], "num_queries", 300)),
+                           _model_value(model_cfg, model["overrides"], "feat_strides", [8, 16, 32]))
+    if model["input_size"] < floor:
+        raise UsageError(f"--input-size {model['input_size']} is too small for {model_name}: it gives fewer encoder "
+                         f"positions than its {_model_value(model_cfg, model['overrides'], 'num_queries', 300)} "
+                         f"queries; the smallest size it accepts is {floor}")
     used_batch = int(train["batch_size"]) * int(train["grad_accum_steps"]) * int(world_size)
     train["world_size"] = int(world_size)
     train["effective_batch"] = used_batch
     if train.get("lr") is None or lr_given is not None:
         train["lr"] = scaled_lr(train["base_lr"], int(train["global_batch"]), used_batch, train["lr_scaling"])
-    augment["sizes"] = (scale_sizes(model["input_size"], augment["scales_640"], int(info["input_size"] or 640))
+    augment["sizes"] = ([max(floor, s) for s in scale_sizes(model["input_size"], augment["scales_640"],
+                                                          int(info["input_size"] or 640))]
                         if augment.get("scales_640")
-                        else [model["input_size"]])
+                        else [model["input_size"]])  # multi-scale never below the floor (see min_input_size)
     return {"schema_version": 1, **sections}
 
 
