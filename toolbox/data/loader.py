@@ -68,10 +68,12 @@ def dataset_labels(dataset_dir: str | Path) -> tuple[list[int], list[str]]:
 class CocoDetection:
     """One split of a COCO dataset: `len()`, `load(i)` → a sample dict (see transforms.py).
 
-    Images without annotations are kept (they teach the model background). Crowd boxes are skipped.
+    Crowd boxes are skipped. `skip_empty` leaves out images without a (non-crowd, known-class) box, as
+    PaddleDetection's COCODataSet does for training (allow_empty: false); evaluation keeps every image.
     """
 
-    def __init__(self, dataset_dir: str | Path, split: str, cat_ids: Sequence[int] | None = None):
+    def __init__(self, dataset_dir: str | Path, split: str, cat_ids: Sequence[int] | None = None,
+                 skip_empty: bool = False):
         self.root = Path(dataset_dir)
         self.ann_file = annotation_path(self.root, split)
         self.coco = load_coco(self.ann_file)
@@ -80,6 +82,11 @@ class CocoDetection:
         self.cat_ids = list(cat_ids)
         self.index_of = label_index(self.cat_ids)
         self.image_ids = sorted(self.coco.imgs)
+        if skip_empty:
+            self.image_ids = [i for i in self.image_ids
+                              if any(not a.get("iscrowd", 0) and int(a["category_id"]) in self.index_of
+                                     for a in self.coco.imgToAnns.get(i, []))]
+        self.skipped_empty = len(self.coco.imgs) - len(self.image_ids)
         self.image_dir = self.root / "images"
 
     def __len__(self) -> int:
@@ -112,7 +119,8 @@ class BatchPlan:
     """The batches of one epoch: indices of a seeded permutation, sharded by rank.
 
     Each rank takes every world-th index of the (padded) permutation, so all ranks run the same number
-    of steps; `drop_last` is off by default because small datasets would otherwise lose a large share.
+    of steps. `drop_last` (training: on, as PaddleDetection's TrainReader) drops an epoch's last partial
+    batch, except when a rank's share is smaller than one batch (then that one batch is kept).
     """
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,

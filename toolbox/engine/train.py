@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, RuntimeFailure, ToolboxError, UsageError
+from ..errors import Cancelled, InputError, RuntimeFailure, ToolboxError, UsageError
 from ..events import EventLog
 from ..workspace import Workspace, record_job_output
 from . import checkpoint as ckpt
@@ -259,12 +259,15 @@ class Trainer:
             self._initial_weights()
         self.optimizer = build_optimizer(self.model, t)
 
-        self.train_set = CocoDetection(d["dir"], "train", d["cat_ids"])
+        self.train_set = CocoDetection(d["dir"], "train", d["cat_ids"], skip_empty=True)
+        if len(self.train_set) == 0:
+            raise InputError(f"{self.train_set.ann_file}: no training image has a box to learn from "
+                             f"(run `python -m toolbox check` on the dataset)")
         self.val_set = None
         if (Path(d["dir"]) / "annotations" / "instance_val.json").is_file():
             self.val_set = CocoDetection(d["dir"], "val", d["cat_ids"])
         self.plan = BatchPlan(len(self.train_set), int(t["batch_size"]), seed=seed,
-                              rank=D.rank(), world_size=D.world_size())
+                              rank=D.rank(), world_size=D.world_size(), drop_last=True)
         epochs = int(t["epochs"])
         no_aug_from = epochs - int(t["no_aug_epochs"]) if int(t["no_aug_epochs"]) > 0 else None
         self.loader = TrainBatches(self.train_set, self.plan, cfg["augment"], cfg["augment"]["sizes"], seed,
@@ -348,8 +351,11 @@ class Trainer:
                           resumed=self.step > 0, weights=self.weights_report,
                           lr=t["lr"], effective_batch=t["effective_batch"], warmup_steps=t["warmup_steps"],
                           ema_warmup_steps=t["ema_warmup_steps"] if t["ema"] else None)
+        empty = self.train_set.skipped_empty
+        left_out = f", {empty} without boxes left out as PaddleDetection does" if empty else ""
         _say(self.log, f"run {self.run_dir.name}: {self.cfg['model']['name']} on {self.cfg['data']['name']} "
-                       f"({len(self.train_set)} train images, {self.cfg['model']['num_classes']} classes), "
+                       f"({len(self.train_set)} train images with boxes{left_out}, "
+                       f"{self.cfg['model']['num_classes']} classes), "
                        f"device {self.place} x{D.world_size()}, input {self.cfg['model']['input_size']}")
         scaling = ("used as given at any batch (lr_scaling none)" if t["lr_scaling"] == "none" else
                    f"scaled '{t['lr_scaling']}' from base lr {t['base_lr']:.3g} for a global batch of "
