@@ -179,8 +179,9 @@ class TrainBatches:
 
     def __init__(self, dataset: CocoDetection, plan: BatchPlan, augment_cfg: dict, sizes: Sequence[int],
                  seed: int, num_workers: int = 0, no_aug_from_epoch: int | None = None,
-                 fixed_size: int | None = None):
+                 fixed_size: int | None = None, interpolation: int = cv2.INTER_CUBIC):
         self.dataset, self.plan, self.cfg, self.sizes = dataset, plan, augment_cfg, list(sizes)
+        self.interpolation = interpolation  # the model's, for the last epochs' plain resize
         self.seed, self.num_workers, self.no_aug_from_epoch = seed, num_workers, no_aug_from_epoch
         self.fixed_size = int(fixed_size or max(self.sizes))
 
@@ -198,7 +199,7 @@ class TrainBatches:
             samples.append(T.augment(self.dataset.load(i), rng, self.cfg, strong=strong))
         rng = np.random.default_rng([self.seed, epoch, batch_index, 2, self.plan.rank])
         size = self.sizes[int(rng.integers(len(self.sizes)))] if strong else self.fixed_size
-        return T.collate_train(samples, size, rng, random_interp=strong)
+        return T.collate_train(samples, size, rng, random_interp=strong, interpolation=self.interpolation)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, list[dict]]]:
         return batches(self.plan.epoch(epoch), lambda bi, idx: self.make(epoch, bi, idx),
@@ -206,9 +207,12 @@ class TrainBatches:
 
 
 def eval_batches(dataset: CocoDetection, size: int, batch_size: int, num_workers: int = 0,
-                 rank: int = 0, world_size: int = 1, limit: int | None = None):
-    """Bicubic SxS batches of (a rank's share of) a split, in order; `limit` caps the image count."""
+                 rank: int = 0, world_size: int = 1, limit: int | None = None,
+                 interpolation: int = cv2.INTER_CUBIC):
+    """SxS batches (`interpolation`: the model's) of (a rank's share of) a split, in order; `limit` caps
+    the image count."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     mine = list(range(rank, n, world_size))
     plan = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
-    return batches(plan, lambda bi, idx: T.collate_eval([dataset.load(i) for i in idx], size), num_workers)
+    return batches(plan, lambda bi, idx: T.collate_eval([dataset.load(i) for i in idx], size, interpolation),
+                   num_workers)

@@ -8,7 +8,8 @@ sees the same augmented images, and a resumed run continues with exactly the ima
 Training pipeline (PaddleDetection's RT-DETR reader): photometric distortion (p 0.8) → zoom-out/expand
 (p 0.5, ratio ≤ 4, mean fill) → SSD IoU crop (p 0.8, "no crop" among its choices) → horizontal flip (p 0.5); then, per batch, a
 resize to one size drawn from the multi-scale list with a random interpolation; boxes become normalised
-cx,cy,w,h. Evaluation and inference: bicubic resize to SxS (no aspect kept), /255 (CONTRACTS.md "Images").
+cx,cy,w,h. Evaluation and inference: resize to SxS (no aspect kept) with the model's `preprocess` interpolation
+(RT-DETR bicubic, RT-DETRv2 bilinear), /255 (CONTRACTS.md "Exported models").
 """
 from __future__ import annotations
 
@@ -18,6 +19,27 @@ import cv2
 import numpy as np
 
 INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+# infer_cfg.yml / pipelines `preprocess.resize.interp` names (PaddleDetection's interp 0..4) → OpenCV flags
+INTERP_BY_NAME = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
+                  "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+
+
+def interpolation(name: str | int | None) -> int:
+    """An interp name (or PaddleDetection's number) → the OpenCV flag; None → cubic (RT-DETR's)."""
+    if name is None:
+        return cv2.INTER_CUBIC
+    if isinstance(name, int) and not isinstance(name, bool) and 0 <= name < len(INTERPOLATIONS):
+        return INTERPOLATIONS[name]
+    if str(name).lower() not in INTERP_BY_NAME:
+        raise ValueError(f"unknown resize interpolation {name!r} (use one of {', '.join(INTERP_BY_NAME)})")
+    return INTERP_BY_NAME[str(name).lower()]
+
+
+def model_interpolation(model: Any) -> int:
+    """The resize its config's `preprocess` names (RT-DETR: cubic, RT-DETRv2: linear, as PaddleDetection)."""
+    layer = getattr(model, "_layers", model)  # a DataParallel wrapper's module
+    cfg = getattr(layer, "config", None) or {}
+    return interpolation(((cfg.get("preprocess") or {}).get("resize") or {}).get("interp"))
 MIN_BOX_PIXELS = 1.0
 
 
@@ -163,12 +185,14 @@ def to_normalised_cxcywh(boxes: np.ndarray, width: int, height: int) -> tuple[np
 
 
 def collate_train(samples: list[dict], size: int, rng: np.random.Generator,
-                  random_interp: bool = True) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Resize a batch to one size (multi-scale), → images [B,3,S,S] float32 and target dicts (numpy)."""
+                  random_interp: bool = True,
+                  interpolation: int = cv2.INTER_CUBIC) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Resize a batch to one size (multi-scale), → images [B,3,S,S] float32 and target dicts (numpy);
+    a random interpolation per image, or `interpolation` (the model's) when `random_interp` is off."""
     images, targets = [], []
     for s in samples:
         h, w = s["image"].shape[:2]
-        interp = INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))] if random_interp else cv2.INTER_CUBIC
+        interp = INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))] if random_interp else interpolation
         images.append(resize_image(s["image"], size, interp))
         boxes, keep = to_normalised_cxcywh(s["boxes"], w, h)
         targets.append({"boxes": boxes, "labels": s["labels"][keep].astype(np.int64),
@@ -176,8 +200,10 @@ def collate_train(samples: list[dict], size: int, rng: np.random.Generator,
     return np.stack(images), targets
 
 
-def collate_eval(samples: list[dict], size: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Bicubic SxS batch for evaluation → images [B,3,S,S], orig sizes [B,2] (w,h) int64, image ids."""
-    images = np.stack([resize_image(s["image"], size) for s in samples])
+def collate_eval(samples: list[dict], size: int,
+                 interpolation: int = cv2.INTER_CUBIC) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """SxS batch for evaluation (the model's interpolation) → images [B,3,S,S], orig sizes [B,2] (w,h)
+    int64, image ids."""
+    images = np.stack([resize_image(s["image"], size, interpolation) for s in samples])
     sizes = np.array([s["orig_size"] for s in samples], np.int64)
     return images, sizes, [s["image_id"] for s in samples]

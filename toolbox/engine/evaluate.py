@@ -1,6 +1,7 @@
 """COCO evaluation of a detector on a dataset split (pycocotools COCOeval), used by `eval` and by training.
 
-`run_eval` predicts every image of the split (bicubic SxS resize, /255, like export and predict),
+`run_eval` predicts every image of the split (SxS resize with the model's `preprocess` interpolation,
+/255, like export and predict),
 converts all K detections of each image to COCO results in original pixels (category ids restored from
 class indices), and runs COCOeval. All K are submitted, as PaddleDetection does: COCOeval's maxDets=100
 applies per image *and per category*, so cutting to the 100 best across classes before COCOeval would
@@ -62,7 +63,10 @@ def run_eval(model, dataset: CocoDetection, label_list: Sequence[str], input_siz
     model.eval()
     results: list[dict] = []
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    it = eval_batches(dataset, input_size, batch_size, num_workers, D.rank(), D.world_size(), limit=limit)
+    from ..data.transforms import model_interpolation
+
+    it = eval_batches(dataset, input_size, batch_size, num_workers, D.rank(), D.world_size(), limit=limit,
+                      interpolation=model_interpolation(model))
     bar = None
     if progress and D.is_main():
         from tqdm import tqdm

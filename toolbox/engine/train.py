@@ -234,6 +234,7 @@ class Trainer:
         import paddle
 
         from ..data.loader import BatchPlan, CocoDetection, TrainBatches
+        from ..data.transforms import model_interpolation
         from ..models import build_model
         from .ema import ModelEMA
         from .optim import LRSchedule, build_optimizer, local_state
@@ -272,7 +273,8 @@ class Trainer:
         no_aug_from = epochs - int(t["no_aug_epochs"]) if int(t["no_aug_epochs"]) > 0 else None
         self.loader = TrainBatches(self.train_set, self.plan, cfg["augment"], cfg["augment"]["sizes"], seed,
                                    int(t["num_workers"]), no_aug_from_epoch=no_aug_from,
-                                   fixed_size=int(m["input_size"]))
+                                   fixed_size=int(m["input_size"]),
+                                   interpolation=model_interpolation(self.model))
         self.fixed_size = int(m["input_size"])
         self.accum = int(t["grad_accum_steps"])
         self.batches_per_epoch = len(self.plan)
