@@ -1,19 +1,18 @@
 """Training throughput of RT-DETR-R18 on CPU: images/s at 320 and 640, batch 2, and peak RSS.
 
     python benchmarks/bench_train.py [--sizes 320 640] [--steps 6] [--warmup 2] [--threads 0]
+                                     [--against CHECKOUT] [--rounds 2]
 
 Each size runs in a fresh process (so peak RSS is that run's): the real trainer (toolbox.train) on a
-synthetic COCO set like the reference measurement's (64 train / 16 val images of 320x320, 3 classes),
-random init, the recipe's optimizer, EMA and augmentation, a fixed input size (no multi-scale, as in the
-reference's fixed-size figures). Throughput is read from the run's own `log` events after `--warmup`
-steps. Also printed: images per CPU-second of the training process over the measured steps (a figure
-that a machine shared with other jobs distorts less than wall time; PaddleDetection's reference used about
-one core, so its images per CPU-second is close to its images/s) and the load average, because a loaded
-machine slows every wall-clock figure.
+synthetic COCO set (64 train / 16 val images of 320x320, 3 classes), random init, the recipe's optimizer,
+EMA and augmentation, a fixed input size (no multi-scale). Throughput is read from the run's own `log`
+events after `--warmup` steps. Also printed: images per CPU-second of the training process over the
+measured steps (a figure that a machine shared with other jobs distorts less than wall time) and the load
+average, because a loaded machine slows every wall-clock figure.
 
-Reference (../shared/reference/peer_figures.md, PaddleDetection's trainer on these 2-core machines):
-0.62 images/s at 320 (3.24 s/iter, peak RSS 1.8 GiB) and 0.24 images/s at 640 (8.28 s/iter, 2.6 GiB);
-the target is 1.2x those.
+`--against CHECKOUT` (e.g. a `git worktree add /tmp/old <commit>`) measures that checkout's trainer too,
+alternating old and new `--rounds` times in one sitting, and prints new/old ratios: only such same-run
+ratios are comparable (absolute figures depend on the machine and its load).
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = {320: (0.62, 1.8), 640: (0.24, 2.6)}
 
 CHILD = r"""
 import json, os, resource, sys, time
@@ -64,8 +62,8 @@ def make_dataset(ws_root: Path) -> str:
     return "bench"
 
 
-def measure(size: int, steps: int, warmup: int, threads: int, ws: Path, dataset: str) -> dict:
-    code = CHILD.format(root=str(ROOT), dataset=dataset, run=f"bench-{size}-{time.time_ns()}", ws=str(ws),
+def measure(size: int, steps: int, warmup: int, threads: int, ws: Path, dataset: str, root: Path = ROOT) -> dict:
+    code = CHILD.format(root=str(root), dataset=dataset, run=f"bench-{size}-{time.time_ns()}", ws=str(ws),
                         size=size, steps=steps, warmup=warmup)
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
@@ -90,20 +88,35 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="measured optimizer steps per size (batch 2)")
     ap.add_argument("--warmup", type=int, default=2, help="first steps left out of the average")
     ap.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of the training process (0: the toolbox default, all cores)")
+    ap.add_argument("--against", type=Path, help="another checkout (older commit) to alternate with")
+    ap.add_argument("--rounds", type=int, default=2, help="with --against: old/new alternations per size")
     args = ap.parse_args()
+    versions = [("new", ROOT)] + ([("old", args.against.resolve())] if args.against else [])
+    rounds = args.rounds if args.against else 1
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         ws = Path(tmp) / "workspace"
         dataset = make_dataset(ws)
-        print(f"RT-DETR-R18 training, batch 2, CPU, OMP_NUM_THREADS={args.threads or 'toolbox default (all cores)'}, {os.cpu_count()} CPUs, "
-              f"{args.steps} steps ({args.warmup} warm-up) per size")
-        print(f"{'size':>5} {'s/iter':>7} {'img/s':>7} {'ref img/s':>9} {'x ref':>6} {'img/cpu-s':>9} "
-              f"{'peak RSS':>9} {'ref RSS':>8} {'load avg':>9}")
+        print(f"RT-DETR-R18 training, batch 2, CPU, OMP_NUM_THREADS={args.threads or 'toolbox default (all cores)'}, "
+              f"{os.cpu_count()} CPUs, {args.steps} steps ({args.warmup} warm-up) per size"
+              + (f"; new = {ROOT}, old = {args.against}, {rounds} alternations" if args.against else ""))
+        print(f"{'code':>4} {'size':>5} {'s/iter':>7} {'img/s':>7} {'img/cpu-s':>9} {'peak RSS':>9} {'load avg':>9}")
+        results: dict[tuple[str, int], list[dict]] = {}
         for size in args.sizes:
-            r = measure(size, args.steps, args.warmup, args.threads, ws, dataset)
-            ref_ips, ref_rss = REFERENCE.get(size, (float("nan"), float("nan")))
-            print(f"{size:>5} {r['s_per_iter']:>7.2f} {r['images_per_s']:>7.3f} {ref_ips:>9.2f} "
-                  f"{r['images_per_s'] / ref_ips:>6.2f} {r['images_per_cpu_s']:>9.3f} {r['peak_rss_gib']:>8.2f}G "
-                  f"{ref_rss:>7.1f}G {r['load_before']:>4.1f}/{r['load_after']:<4.1f}", flush=True)
+            for k in range(rounds):
+                order = versions if k % 2 == 0 else versions[::-1]  # old-new, new-old: drift cancels
+                for name, root in order:
+                    r = measure(size, args.steps, args.warmup, args.threads, ws, dataset, root)
+                    results.setdefault((name, size), []).append(r)
+                    print(f"{name:>4} {size:>5} {r['s_per_iter']:>7.2f} {r['images_per_s']:>7.3f} "
+                          f"{r['images_per_cpu_s']:>9.3f} {r['peak_rss_gib']:>8.2f}G "
+                          f"{r['load_before']:>4.1f}/{r['load_after']:<4.1f}", flush=True)
+        if args.against:
+            print("\nnew / old (mean over the alternations):")
+            for size in args.sizes:
+                def mean(name, key):
+                    return sum(r[key] for r in results[(name, size)]) / len(results[(name, size)])
+                print(f"  {size}: images/s x{mean('new', 'images_per_s') / mean('old', 'images_per_s'):.3f}, "
+                      f"images per CPU-second x{mean('new', 'images_per_cpu_s') / mean('old', 'images_per_cpu_s'):.3f}")
     print("load avg = 1-minute load average before/after; above the CPU count, other jobs share the cores "
           "and wall-clock figures drop accordingly (images per CPU-second drops less).")
 

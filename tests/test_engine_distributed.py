@@ -1,5 +1,6 @@
 """Data-parallel training on CPU: two processes under `python -m paddle.distributed.launch --nproc_per_node 2`
-(gloo), the way multi-GPU runs are started. Both ranks train on their shares and end with equal weights."""
+(gloo), the way multi-GPU runs are started, with discrete sampling (frozen offsets; find_unused_parameters).
+Both ranks train on their shares and end with equal weights."""
 from __future__ import annotations
 
 import os
@@ -24,7 +25,8 @@ def test_two_process_cpu_training_ranks_agree(session_workspace, tiny_dataset, t
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(logs),
            str(ROOT / "toolbox" / "engine" / "launch_entry.py"), "--workspace", str(ws.root), "train",
            "--dataset", tiny_dataset, "--model", "tiny-test", "--run", "dist2", "--max-steps", "3",
-           "--log-interval", "1", "--pretrained", "none", "--num-workers", "0", "--no-progress"]
+           "--log-interval", "1", "--pretrained", "none", "--num-workers", "0", "--no-progress",
+           "--sampling", "discrete"]  # frozen offsets under data parallelism
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     worker_logs = {p.name: p.read_text(errors="replace") for p in logs.glob("workerlog.*")}
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:], {k: v[-2000:] for k, v in worker_logs.items()})

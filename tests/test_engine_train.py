@@ -51,7 +51,15 @@ def test_tiny_run_writes_the_run_folder(tiny_run):
     for which in ("best", "last"):
         names = sorted(p.name for p in (tiny_run / "checkpoints" / which).iterdir())
         assert names == ["checkpoint.json", "model.pdema", "model.pdopt", "model.pdparams"]
-    assert "lr 0.0001 used for an effective batch of 2" in (tiny_run / "train.log").read_text()
+    text = (tiny_run / "train.log").read_text()
+    assert "lr 0.0001 used for an effective batch of 2" in text and "(lr_scaling none)" in text
+    # 8 planned steps: warm-up 5 % → 1 step (the floor); tiny-test's EMA warm-up (10) is kept as configured
+    assert "warm-up 1 steps (auto: 5% of 8 planned steps, clamped to [1, 10])" in text
+    assert "EMA decay 0.9999 with warm-up 10 steps (fixed)" in text
+    start = events(tiny_run, "start")[0]
+    assert (start["warmup_steps"], start["ema_warmup_steps"]) == (1, 10)
+    assert [e["lr"] for e in events(tiny_run, "log")] == [pytest.approx(1e-4)] * 4  # past the 1-step warm-up
+    assert cfg["train"]["warmup_steps"] == 1  # config.yaml holds the value used (resume continues it)
 
 
 def test_checkpoint_holds_ema_weights_and_raw_weights(tiny_run):
@@ -93,10 +101,10 @@ def test_options_take_effect_in_one_run(session_workspace, tiny_dataset):
     start = events(run, "start")[0]
     # 16 images / batch 4 = 4 batches per epoch; accumulation 2 → 2 optimizer steps per epoch
     assert start["steps_per_epoch"] == 2 and start["total_steps"] == 4 and start["effective_batch"] == 8
-    assert cfg["train"]["lr"] == pytest.approx(3e-4 * 8 / 2)  # tiny-test's recipe batch is 2: linear scaling
+    assert cfg["train"]["lr"] == 3e-4  # used as given at the effective batch 8 (lr_scaling none)
     lrs = [e["lr"] for e in events(run, "log")]
     assert [e["step"] for e in events(run, "log")] == [1, 2, 3, 4]
-    assert lrs[0] == pytest.approx(1.2e-3 * 0.001) and lrs[0] < lrs[1] < lrs[2] < lrs[3] == pytest.approx(1.2e-3)
+    assert lrs[0] == pytest.approx(3e-4 * 0.001) and lrs[0] < lrs[1] < lrs[2] < lrs[3] == pytest.approx(3e-4)
     assert len(events(run, "eval")) == 1 and events(run, "eval")[0]["epoch"] == 2  # --eval-interval 2
     assert [e["which"] for e in events(run, "checkpoint")] == ["best", "last"]  # --save-interval 2: epoch 2 only
     assert cfg["model"]["input_size"] == 96 and cfg["augment"]["sizes"] == [96]

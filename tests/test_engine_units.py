@@ -35,8 +35,9 @@ def test_recipe_defaults_come_from_the_pipeline_file():
     cfg = _resolve()
     t = cfg["train"]
     assert (t["epochs"], t["batch_size"], t["global_batch"], t["base_lr"]) == (72, 4, 16, 1e-4)
-    assert t["lr"] == pytest.approx(1e-4 * 4 / 16)  # linear scaling to the effective batch 4
-    assert t["ema"] and t["ema_decay"] == 0.9999 and t["clip_grad_norm"] == 0.1 and t["warmup_steps"] == 2000
+    assert t["lr_scaling"] == "none" and t["lr"] == 1e-4  # PaddleDetection's base_lr, as given at batch 4
+    assert t["ema"] and t["ema_decay"] == 0.9999 and t["clip_grad_norm"] == 0.1
+    assert t["warmup_steps"] == "auto" and t["warmup_steps_max"] == 2000 and t["ema_warmup_steps"] == 2000
     assert t["pretrained_default"].startswith("https://") and t["no_aug_epochs"] == 0
     assert cfg["model"]["num_classes"] == 2 and cfg["model"]["label_list"] == ["a", "b"]
     assert cfg["augment"]["sizes"][0] == 480 and cfg["augment"]["sizes"][-1] == 800
@@ -51,7 +52,7 @@ def test_options_and_overrides_take_effect():
                               "num_queries=50"], world=2)
     t = cfg["train"]
     assert t["effective_batch"] == 2 * 4 * 2
-    assert t["lr"] == pytest.approx(4e-4 * 16 / 16)  # the given lr is for the recipe's global batch of 16
+    assert t["lr"] == 4e-4  # the given lr is used as given (lr_scaling none)
     assert t["weight_decay"] == 0 and t["warmup_steps"] == 7 and t["epochs"] == 3
     assert cfg["augment"]["flip_prob"] == 0.25
     assert cfg["model"]["input_size"] == 320 and cfg["model"]["sampling"] == "discrete"
@@ -59,7 +60,9 @@ def test_options_and_overrides_take_effect():
     assert cfg["augment"]["sizes"] == C.scale_sizes(320, cfg["augment"]["scales_640"])
     assert min(cfg["augment"]["sizes"]) == 256 and max(cfg["augment"]["sizes"]) == 384
     assert _resolve(overrides=["train.lr_scaling=sqrt"], options={"batch_size": 4})["train"]["lr"] == \
-        pytest.approx(1e-4 * 0.5)
+        pytest.approx(1e-4 * 0.5)  # sqrt(4 / 16)
+    assert _resolve(overrides=["train.lr_scaling=linear"], options={"batch_size": 4})["train"]["lr"] == \
+        pytest.approx(1e-4 * 0.25)  # 4 / 16
 
 
 @pytest.mark.parametrize("options, overrides, match", [
@@ -210,6 +213,18 @@ def test_optimizer_applies_group_learning_rates_and_clipping():
     # Adam steps are ~lr per element: the backbone weight moves ~10x less (lr_mult 0.1)
     assert moved["backbone.0.weight"] == pytest.approx(1e-3, rel=0.05)
     assert moved["head.weight"] == pytest.approx(1e-2, rel=0.05)
+
+
+def test_warmup_is_five_percent_of_the_planned_steps_unless_given():
+    assert C.planned_warmup("auto", 1000, 2000)[0] == 50  # 20 epochs of 200 images at batch 4
+    assert C.planned_warmup(None, 30, 2000)[0] == 2  # round(1.5)
+    assert C.planned_warmup("auto", 8, 10)[0] == 1  # never 0: the clamp's floor
+    assert C.planned_warmup("auto", 10 ** 6, 2000)[0] == 2000  # long runs: the recipe's 2000
+    assert C.planned_warmup(7, 1000, 2000) == (7, "fixed") and C.planned_warmup(0, 1000, 2000)[0] == 0
+    assert "5% of 1000 planned steps" in C.planned_warmup("auto", 1000, 2000)[1]
+    assert _resolve(overrides=["train.warmup_steps=auto"])["train"]["warmup_steps"] == "auto"
+    with pytest.raises(UsageError, match="warmup-steps"):
+        _resolve(options={"warmup_steps": -1})
 
 
 def test_warmup_is_linear_then_constant():

@@ -73,7 +73,8 @@ def test_recipes(name):
     assert t["batch_size"] * t["num_gpus"] == t["global_batch_size"] == 16
     assert cfg["input_size"] == 640 and cfg["postprocess"]["num_top_queries"] == 300
     pre = cfg["preprocess"]
-    assert pre["resize"] == {"keep_ratio": False, "interp": "cubic"}
+    v2 = cfg["arch"] == "RT-DETRv2"  # PaddleDetection's RT-DETRv2 readers resize bilinearly (interp: 1)
+    assert pre["resize"] == {"keep_ratio": False, "interp": "linear" if v2 else "cubic"}
     assert pre["normalize"]["mean"] == [0.0, 0.0, 0.0] and pre["normalize"]["std"] == [1.0, 1.0, 1.0]
     v2 = cfg["arch"] == "RT-DETRv2"
     assert t["epochs"] == (120 if name in ("RT-DETRv2-R18", "RT-DETRv2-R34") else 72)

@@ -68,10 +68,12 @@ def dataset_labels(dataset_dir: str | Path) -> tuple[list[int], list[str]]:
 class CocoDetection:
     """One split of a COCO dataset: `len()`, `load(i)` → a sample dict (see transforms.py).
 
-    Images without annotations are kept (they teach the model background). Crowd boxes are skipped.
+    Crowd boxes are skipped. `skip_empty` leaves out images without a (non-crowd, known-class) box, as
+    PaddleDetection's COCODataSet does for training (allow_empty: false); evaluation keeps every image.
     """
 
-    def __init__(self, dataset_dir: str | Path, split: str, cat_ids: Sequence[int] | None = None):
+    def __init__(self, dataset_dir: str | Path, split: str, cat_ids: Sequence[int] | None = None,
+                 skip_empty: bool = False):
         self.root = Path(dataset_dir)
         self.ann_file = annotation_path(self.root, split)
         self.coco = load_coco(self.ann_file)
@@ -80,6 +82,11 @@ class CocoDetection:
         self.cat_ids = list(cat_ids)
         self.index_of = label_index(self.cat_ids)
         self.image_ids = sorted(self.coco.imgs)
+        if skip_empty:
+            self.image_ids = [i for i in self.image_ids
+                              if any(not a.get("iscrowd", 0) and int(a["category_id"]) in self.index_of
+                                     for a in self.coco.imgToAnns.get(i, []))]
+        self.skipped_empty = len(self.coco.imgs) - len(self.image_ids)
         self.image_dir = self.root / "images"
 
     def __len__(self) -> int:
@@ -112,7 +119,8 @@ class BatchPlan:
     """The batches of one epoch: indices of a seeded permutation, sharded by rank.
 
     Each rank takes every world-th index of the (padded) permutation, so all ranks run the same number
-    of steps; `drop_last` is off by default because small datasets would otherwise lose a large share.
+    of steps. `drop_last` (training: on, as PaddleDetection's TrainReader) drops an epoch's last partial
+    batch, except when a rank's share is smaller than one batch (then that one batch is kept).
     """
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
@@ -171,8 +179,9 @@ class TrainBatches:
 
     def __init__(self, dataset: CocoDetection, plan: BatchPlan, augment_cfg: dict, sizes: Sequence[int],
                  seed: int, num_workers: int = 0, no_aug_from_epoch: int | None = None,
-                 fixed_size: int | None = None):
+                 fixed_size: int | None = None, interpolation: int = cv2.INTER_CUBIC):
         self.dataset, self.plan, self.cfg, self.sizes = dataset, plan, augment_cfg, list(sizes)
+        self.interpolation = interpolation  # the model's, for the last epochs' plain resize
         self.seed, self.num_workers, self.no_aug_from_epoch = seed, num_workers, no_aug_from_epoch
         self.fixed_size = int(fixed_size or max(self.sizes))
 
@@ -190,7 +199,7 @@ class TrainBatches:
             samples.append(T.augment(self.dataset.load(i), rng, self.cfg, strong=strong))
         rng = np.random.default_rng([self.seed, epoch, batch_index, 2, self.plan.rank])
         size = self.sizes[int(rng.integers(len(self.sizes)))] if strong else self.fixed_size
-        return T.collate_train(samples, size, rng, random_interp=strong)
+        return T.collate_train(samples, size, rng, random_interp=strong, interpolation=self.interpolation)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, list[dict]]]:
         return batches(self.plan.epoch(epoch), lambda bi, idx: self.make(epoch, bi, idx),
@@ -198,9 +207,12 @@ class TrainBatches:
 
 
 def eval_batches(dataset: CocoDetection, size: int, batch_size: int, num_workers: int = 0,
-                 rank: int = 0, world_size: int = 1, limit: int | None = None):
-    """Bicubic SxS batches of (a rank's share of) a split, in order; `limit` caps the image count."""
+                 rank: int = 0, world_size: int = 1, limit: int | None = None,
+                 interpolation: int = cv2.INTER_CUBIC):
+    """SxS batches (`interpolation`: the model's) of (a rank's share of) a split, in order; `limit` caps
+    the image count."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     mine = list(range(rank, n, world_size))
     plan = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
-    return batches(plan, lambda bi, idx: T.collate_eval([dataset.load(i) for i in idx], size), num_workers)
+    return batches(plan, lambda bi, idx: T.collate_eval([dataset.load(i) for i in idx], size, interpolation),
+                   num_workers)

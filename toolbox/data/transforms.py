@@ -6,9 +6,10 @@ int64 [n], plus bookkeeping (`image_id`, `orig_size` (w,h), `idx`). Every random
 sees the same augmented images, and a resumed run continues with exactly the images it would have seen.
 
 Training pipeline (PaddleDetection's RT-DETR reader): photometric distortion (p 0.8) → zoom-out/expand
-(p 0.5, ratio ≤ 4, mean fill) → SSD IoU crop (p 0.8) → horizontal flip (p 0.5); then, per batch, a
+(p 0.5, ratio ≤ 4, mean fill) → SSD IoU crop (p 0.8, "no crop" among its choices) → horizontal flip (p 0.5); then, per batch, a
 resize to one size drawn from the multi-scale list with a random interpolation; boxes become normalised
-cx,cy,w,h. Evaluation and inference: bicubic resize to SxS (no aspect kept), /255 (CONTRACTS.md "Images").
+cx,cy,w,h. Evaluation and inference: resize to SxS (no aspect kept) with the model's `preprocess` interpolation
+(RT-DETR bicubic, RT-DETRv2 bilinear), /255 (CONTRACTS.md "Exported models").
 """
 from __future__ import annotations
 
@@ -18,34 +19,62 @@ import cv2
 import numpy as np
 
 INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+# infer_cfg.yml / pipelines `preprocess.resize.interp` names (PaddleDetection's interp 0..4) → OpenCV flags
+INTERP_BY_NAME = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
+                  "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+
+
+def interpolation(name: str | int | None) -> int:
+    """An interp name (or PaddleDetection's number) → the OpenCV flag; None → cubic (RT-DETR's)."""
+    if name is None:
+        return cv2.INTER_CUBIC
+    if isinstance(name, int) and not isinstance(name, bool) and 0 <= name < len(INTERPOLATIONS):
+        return INTERPOLATIONS[name]
+    if str(name).lower() not in INTERP_BY_NAME:
+        raise ValueError(f"unknown resize interpolation {name!r} (use one of {', '.join(INTERP_BY_NAME)})")
+    return INTERP_BY_NAME[str(name).lower()]
+
+
+def model_interpolation(model: Any) -> int:
+    """The resize its config's `preprocess` names (RT-DETR: cubic, RT-DETRv2: linear, as PaddleDetection)."""
+    layer = getattr(model, "_layers", model)  # a DataParallel wrapper's module
+    cfg = getattr(layer, "config", None) or {}
+    return interpolation(((cfg.get("preprocess") or {}).get("resize") or {}).get("interp"))
 MIN_BOX_PIXELS = 1.0
 
 
-def photometric_distort(image: np.ndarray, rng: np.random.Generator, prob: float = 0.8) -> np.ndarray:
-    """Brightness, contrast, saturation (x0.5–1.5) and hue (±18°), each with p 0.5, in random order."""
+DISTORT_RANGES = {"brightness": (0.5, 1.5), "contrast": (0.5, 1.5), "saturation": (0.5, 1.5),
+                  "hue": (-18.0, 18.0)}  # hue: PIL HSV units, 256 to the circle (±18 ≈ ±25°)
+
+
+def photometric_distort(image: np.ndarray, rng: np.random.Generator, prob: float = 0.8,
+                        op_prob: float = 0.5) -> np.ndarray:
+    """PaddleDetection's RandomDistort as its RT-DETR reader uses it: with probability `prob`, the four
+    distortions in random order, each applied with probability `op_prob`: brightness, contrast and
+    saturation through Pillow's ImageEnhance (factor in [0.5, 1.5]; each result rounded to uint8 like
+    upstream's PIL pipeline), hue shifted in Pillow's 8-bit HSV (wrapping around the circle)."""
     if rng.random() >= prob:
         return image
-    img = image.astype(np.float32)
-    ops = ["brightness", "contrast", "saturation", "hue"]
-    for i in rng.permutation(len(ops)):
-        if rng.random() >= 0.5:
+    from PIL import Image, ImageEnhance
+
+    img = Image.fromarray(np.ascontiguousarray(image))
+    names = tuple(DISTORT_RANGES)
+    for i in rng.permutation(len(names)):
+        name = names[i]
+        value = rng.uniform(*DISTORT_RANGES[name])
+        if rng.random() >= op_prob:
             continue
-        op = ops[i]
-        if op == "brightness":
-            img *= rng.uniform(0.5, 1.5)
-        elif op == "contrast":
-            f = rng.uniform(0.5, 1.5)
-            mean = img.mean()
-            img = (img - mean) * f + mean
+        if name == "brightness":
+            img = ImageEnhance.Brightness(img).enhance(value)
+        elif name == "contrast":
+            img = ImageEnhance.Contrast(img).enhance(value)
+        elif name == "saturation":
+            img = ImageEnhance.Color(img).enhance(value)
         else:
-            np.clip(img, 0, 255, out=img)
-            hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # float32: H in [0,360), S, V in [0,1]/[0,255]
-            if op == "saturation":
-                hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.5, 1.5), 0, 1)
-            else:
-                hsv[..., 0] = (hsv[..., 0] + rng.uniform(-18, 18)) % 360
-            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    return np.clip(img, 0, 255).astype(np.uint8)
+            hsv = np.asarray(img.convert("HSV")).copy()
+            hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(round(value))) % 256
+            img = Image.frombytes("HSV", img.size, hsv.tobytes()).convert("RGB")
+    return np.asarray(img)
 
 
 def zoom_out(sample: dict, rng: np.random.Generator, prob: float = 0.5, max_ratio: float = 4.0,
@@ -78,16 +107,20 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def iou_crop(sample: dict, rng: np.random.Generator, prob: float = 0.8,
              thresholds: Sequence[float] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9), scale: tuple = (0.3, 1.0),
-             aspect: tuple = (0.5, 2.0), attempts: int = 50) -> dict:
-    """SSD-style crop: a random window whose IoU with some box reaches a random threshold; boxes whose
-    centre falls inside are kept and clipped. Images without boxes, or no window found, stay uncropped."""
+             aspect: tuple = (0.5, 2.0), attempts: int = 50, allow_no_crop: bool = True) -> dict:
+    """SSD-style crop (PaddleDetection's RandomCrop): the thresholds, plus "no crop" when `allow_no_crop`
+    (upstream's default), are tried in random order; "no crop" returns the image as it is, a threshold
+    looks for a random window whose IoU with some box reaches it. Boxes whose centre falls inside are kept
+    and clipped. Images without boxes, or no window found, stay uncropped."""
     boxes = sample["boxes"]
     if rng.random() >= prob or len(boxes) == 0:
         return sample
     h, w = sample["image"].shape[:2]
-    order = rng.permutation(len(thresholds))
-    for ti in order:
-        thr = thresholds[ti]
+    choices = list(thresholds) + ([None] if allow_no_crop else [])
+    for ti in rng.permutation(len(choices)):
+        thr = choices[ti]
+        if thr is None:
+            return sample
         for _ in range(attempts):
             s = rng.uniform(*scale)
             ar = rng.uniform(max(aspect[0], s * s), min(aspect[1], 1.0 / (s * s)))
@@ -152,12 +185,14 @@ def to_normalised_cxcywh(boxes: np.ndarray, width: int, height: int) -> tuple[np
 
 
 def collate_train(samples: list[dict], size: int, rng: np.random.Generator,
-                  random_interp: bool = True) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Resize a batch to one size (multi-scale), → images [B,3,S,S] float32 and target dicts (numpy)."""
+                  random_interp: bool = True,
+                  interpolation: int = cv2.INTER_CUBIC) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Resize a batch to one size (multi-scale), → images [B,3,S,S] float32 and target dicts (numpy);
+    a random interpolation per image, or `interpolation` (the model's) when `random_interp` is off."""
     images, targets = [], []
     for s in samples:
         h, w = s["image"].shape[:2]
-        interp = INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))] if random_interp else cv2.INTER_CUBIC
+        interp = INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))] if random_interp else interpolation
         images.append(resize_image(s["image"], size, interp))
         boxes, keep = to_normalised_cxcywh(s["boxes"], w, h)
         targets.append({"boxes": boxes, "labels": s["labels"][keep].astype(np.int64),
@@ -165,8 +200,10 @@ def collate_train(samples: list[dict], size: int, rng: np.random.Generator,
     return np.stack(images), targets
 
 
-def collate_eval(samples: list[dict], size: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Bicubic SxS batch for evaluation → images [B,3,S,S], orig sizes [B,2] (w,h) int64, image ids."""
-    images = np.stack([resize_image(s["image"], size) for s in samples])
+def collate_eval(samples: list[dict], size: int,
+                 interpolation: int = cv2.INTER_CUBIC) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """SxS batch for evaluation (the model's interpolation) → images [B,3,S,S], orig sizes [B,2] (w,h)
+    int64, image ids."""
+    images = np.stack([resize_image(s["image"], size, interpolation) for s in samples])
     sizes = np.array([s["orig_size"] for s in samples], np.int64)
     return images, sizes, [s["image_id"] for s in samples]

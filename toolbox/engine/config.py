@@ -11,13 +11,14 @@ import math
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
 from ..errors import UsageError
 
-# The published RT-DETR recipe (PaddleDetection rtdetr_r*_6x_coco: AdamW 1e-4 for a global batch of 16,
+# The published RT-DETR recipe (PaddleDetection rtdetr_r*_6x_coco: AdamW 1e-4, tuned for a global batch of 16
+# and used as given at any batch by PaddleDetection and PaddleX (so `lr_scaling: none` by default),
 # weight decay 1e-4, backbone lr x0.1 through the backbone's lr_mult_list, 2000 linear warm-up steps from
 # 0.001, constant lr after, global grad-norm clip 0.1, EMA 0.9999 with warm-up). The `train:` section of a
 # pipelines/ file (schema in pipelines/README.md) replaces these values.
@@ -28,19 +29,20 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "global_batch": 16,           # the batch the config's base_lr was tuned for
     "base_lr": 1.0e-4,
     "lr": None,                   # the learning rate actually used (resolved below)
-    "lr_scaling": "linear",       # linear | sqrt | none: base_lr scaled by used/config global batch
+    "lr_scaling": "none",         # none (PaddleDetection/PaddleX: base_lr whatever the batch) | linear | sqrt
     "lr_milestones": [],          # epochs at which lr is multiplied by lr_gamma (recipe: none)
     "lr_gamma": 0.1,
     "weight_decay": 1.0e-4,
     "param_groups": [],           # [{params: regex over state-dict names, lr_mult?, weight_decay?}], first match
     "backbone_lr_mult": 1.0,      # extra multiplier on top of the backbone's own lr_mult_list
-    "warmup_steps": 2000,
+    "warmup_steps": "auto",       # auto: WARMUP_FRACTION of the planned steps, clamped to [1, warmup_steps_max]
+    "warmup_steps_max": 2000,     # the recipe's warm-up (a pipelines/ file's train.warmup_steps)
     "warmup_start_factor": 0.001,
     "clip_grad_norm": 0.1,
     "grad_accum_steps": 1,
     "ema": True,
     "ema_decay": 0.9999,
-    "ema_warmup_steps": 2000,
+    "ema_warmup_steps": 2000,     # PaddleDetection's fixed value (see planned_warmup); "auto" as for warmup_steps
     "no_aug_epochs": 0,           # RT-DETRv2: strong augmentation off for the last epochs
     "eval_interval": 1,
     "save_interval": 1,
@@ -67,6 +69,23 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
 }
 
 SECTIONS = ("model", "data", "train", "augment")
+WARMUP_FRACTION = 0.05  # automatic warm-up: this share of the planned optimizer steps
+
+
+def planned_warmup(value: Any, total_steps: int, cap: int) -> tuple[int, str]:
+    """(warm-up steps, why) for a `warmup_steps`-like value: an int is used as given; "auto" (or None) is
+    WARMUP_FRACTION of the run's planned optimizer steps clamped to [1, cap], so a short run is not all
+    warm-up (the recipe's 2000 steps are longer than many whole runs on small datasets).
+
+    The EMA warm-up keeps PaddleDetection's 2000 by default: with decay 0.9999, a short EMA warm-up makes
+    the average a ~10,000-step memory, so at the end of a 1,000-step run 95 % of the evaluated (EMA)
+    weights would come from its first half; the long warm-up keeps the EMA close to the raw weights
+    until a run is long enough for the average to help."""
+    if value is None or value == "auto":
+        steps = min(max(1, round(WARMUP_FRACTION * int(total_steps))), max(1, int(cap)))
+        return steps, (f"auto: {WARMUP_FRACTION:.0%} of {int(total_steps)} planned steps, "
+                       f"clamped to [1, {int(cap)}]")
+    return int(value), "fixed"
 
 
 def default_run_name(model_name: str, now: datetime | None = None) -> str:
@@ -94,6 +113,24 @@ def scale_sizes(input_size: int, scales: list[int], base: int = 640) -> list[int
     return [max(32, int(round(s * input_size / base / 32)) * 32) for s in scales]
 
 
+def min_input_size(num_queries: int, strides: Sequence[int] = (8, 16, 32)) -> int:
+    """The smallest multiple of 32 whose encoder positions (one per cell of each feature level) reach
+    `num_queries`: query selection takes the top num_queries positions, so fewer cannot be trained
+    (300 queries, strides 8/16/32 → 128 px: 16² + 8² + 4² = 336 positions; 96 px has only 189)."""
+    size = 32
+    while sum((size // int(s)) ** 2 for s in strides) < int(num_queries):
+        size += 32
+    return size
+
+
+def _model_value(model_cfg: Mapping[str, Any], overrides: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A transformer setting as the run will build it: an override (flat or dotted) or the model file's."""
+    for k in (key, f"transformer.{key}", f"model.transformer.{key}"):
+        if overrides.get(k) is not None:
+            return overrides[k]
+    return (model_cfg.get("transformer") or {}).get(key, default)
+
+
 def scaled_lr(base_lr: float, global_batch: int, used_batch: int, rule: str) -> float:
     if rule == "none" or used_batch == global_batch:
         return float(base_lr)
@@ -110,7 +147,7 @@ def model_recipe(model_cfg: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     src = dict(model_cfg.get("train") or {})
     train: dict[str, Any] = {}
     for ours, theirs in (("epochs", "epochs"), ("batch_size", "batch_size"), ("global_batch", "global_batch_size"),
-                         ("base_lr", "base_lr"), ("param_groups", "param_groups"), ("warmup_steps", "warmup_steps"),
+                         ("base_lr", "base_lr"), ("param_groups", "param_groups"), ("warmup_steps_max", "warmup_steps"),
                          ("warmup_start_factor", "warmup_start_factor"), ("clip_grad_norm", "clip_grad_norm"),
                          ("sync_bn", "sync_bn")):
         if src.get(theirs) is not None:
@@ -203,14 +240,21 @@ def resolve(*, model_name: str, model_source: str, model_cfg: Mapping[str, Any],
         model["sampling"] = model["overrides"].pop("sampling")
 
     _validate(model, train)
+    floor = min_input_size(int(_model_value(model_cfg, model["overrides"], "num_queries", 300)),
+                           _model_value(model_cfg, model["overrides"], "feat_strides", [8, 16, 32]))
+    if model["input_size"] < floor:
+        raise UsageError(f"--input-size {model['input_size']} is too small for {model_name}: it gives fewer encoder "
+                         f"positions than its {_model_value(model_cfg, model['overrides'], 'num_queries', 300)} "
+                         f"queries; the smallest size it accepts is {floor}")
     used_batch = int(train["batch_size"]) * int(train["grad_accum_steps"]) * int(world_size)
     train["world_size"] = int(world_size)
     train["effective_batch"] = used_batch
     if train.get("lr") is None or lr_given is not None:
         train["lr"] = scaled_lr(train["base_lr"], int(train["global_batch"]), used_batch, train["lr_scaling"])
-    augment["sizes"] = (scale_sizes(model["input_size"], augment["scales_640"], int(info["input_size"] or 640))
+    augment["sizes"] = ([max(floor, s) for s in scale_sizes(model["input_size"], augment["scales_640"],
+                                                          int(info["input_size"] or 640))]
                         if augment.get("scales_640")
-                        else [model["input_size"]])
+                        else [model["input_size"]])  # multi-scale never below the floor (see min_input_size)
     return {"schema_version": 1, **sections}
 
 
@@ -234,8 +278,12 @@ def _validate(model: dict, train: dict) -> None:
     for k in ("epochs", "batch_size", "grad_accum_steps", "eval_interval", "save_interval", "log_interval",
               "base_lr", "global_batch"):
         positive(k.replace("_", "-"), train[k])
-    for k in ("warmup_steps", "early_stop_patience", "num_workers", "weight_decay", "clip_grad_norm"):
+    for k in ("early_stop_patience", "num_workers", "weight_decay", "clip_grad_norm"):
         positive(k.replace("_", "-"), train[k], allow_zero=True)
+    for k in ("warmup_steps", "ema_warmup_steps"):
+        if train[k] not in (None, "auto"):
+            positive(k.replace("_", "-"), train[k], allow_zero=True)
+    positive("warmup-steps-max", train["warmup_steps_max"], allow_zero=True)
     if train["max_steps"] is not None:
         positive("max-steps", train["max_steps"])
     positive("input-size", model["input_size"])

@@ -131,14 +131,17 @@ def init_parallel() -> None:
 
 
 def wrap_model(model, sync_bn: bool = False):
-    """DataParallel under the launcher (BatchNorm synchronised across GPUs when the recipe says sync_bn)."""
+    """DataParallel under the launcher (BatchNorm synchronised across GPUs when the recipe says sync_bn),
+    tolerating parameters without a gradient."""
     import paddle
 
     if world_size() <= 1:
         return model
     if sync_bn:
         model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return paddle.DataParallel(model)
+    # Parameters without a gradient in a step (e.g. a batch without boxes) must not stall the reduce
+    # (PaddleDetection sets find_unused_parameters for RT-DETR too).
+    return paddle.DataParallel(model, find_unused_parameters=True)
 
 
 def mean_across_ranks(values: dict[str, float]) -> dict[str, float]:

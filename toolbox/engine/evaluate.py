@@ -1,8 +1,11 @@
 """COCO evaluation of a detector on a dataset split (pycocotools COCOeval), used by `eval` and by training.
 
-`run_eval` predicts every image of the split (bicubic SxS resize, /255, like export and predict),
-converts the detections to COCO results in original pixels (category ids restored from class indices),
-and runs COCOeval. It returns the contract's `eval` content: the 12-number table under `metrics`
+`run_eval` predicts every image of the split (SxS resize with the model's `preprocess` interpolation,
+/255, like export and predict),
+converts all K detections of each image to COCO results in original pixels (category ids restored from
+class indices), and runs COCOeval. All K are submitted, as PaddleDetection does: COCOeval's maxDets=100
+applies per image *and per category*, so cutting to the 100 best across classes before COCOeval would
+drop detections COCOeval itself keeps and lower multi-class AP and AR100. It returns the contract's `eval` content: the 12-number table under `metrics`
 (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl; null where the split has no object of
 that size), `per_class` [{class_id, name, AP, AP50}], and, when `out_dir` is given, per-class PR
 curves (`pr_curves/*.png`) and predictions drawn on a few images (`vis/*.jpg`). Under distributed
@@ -22,7 +25,6 @@ from ..data.loader import CocoDetection, eval_batches
 from . import distributed as D
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-MAX_DETS = 100  # COCOeval's largest maxDets: more detections per image cannot change the metrics
 
 
 def predict_batch(model, images: np.ndarray, sizes: np.ndarray, num_top: int = 300):
@@ -40,8 +42,9 @@ def predict_batch(model, images: np.ndarray, sizes: np.ndarray, num_top: int = 3
 
 
 def coco_results(image_ids: Sequence[int], labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-                 cat_ids: Sequence[int], keep: int = MAX_DETS) -> list[dict]:
-    """Detections of a batch as COCO result dicts (xywh, category id), top `keep` per image."""
+                 cat_ids: Sequence[int], keep: int | None = None) -> list[dict]:
+    """Detections of a batch as COCO result dicts (xywh, category id), best first; `keep` (None: all K)
+    caps them per image (COCOeval applies its own maxDets per image and category)."""
     out = []
     for b, image_id in enumerate(image_ids):
         order = np.argsort(-scores[b], kind="stable")[:keep]
@@ -60,7 +63,10 @@ def run_eval(model, dataset: CocoDetection, label_list: Sequence[str], input_siz
     model.eval()
     results: list[dict] = []
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    it = eval_batches(dataset, input_size, batch_size, num_workers, D.rank(), D.world_size(), limit=limit)
+    from ..data.transforms import model_interpolation
+
+    it = eval_batches(dataset, input_size, batch_size, num_workers, D.rank(), D.world_size(), limit=limit,
+                      interpolation=model_interpolation(model))
     bar = None
     if progress and D.is_main():
         from tqdm import tqdm

@@ -4,7 +4,8 @@ Each input gives one JSON in PaddleX's detection result shape,
 `{"input_path": ..., "boxes": [{"cls_id", "label", "score", "coordinate": [x1, y1, x2, y2]}]}`
 (videos: `{"input_path", "fps", "frames": [{"frame_index", "boxes"}]}`), plus a drawn image (or video).
 Both back ends take RGB uint8 images and return (labels, boxes xyxy in original pixels, scores), using
-the same preprocessing as training's evaluation and the exported model: SxS bicubic resize, /255.
+the same preprocessing as training's evaluation and the exported model: SxS resize with the model's
+interpolation (a Paddle model: its config's `preprocess`; an export: infer_cfg.yml's), then normalised.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, RuntimeFailure, UsageError
+from ..data.transforms import interpolation
 from ..fileio import write_json
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -29,10 +31,11 @@ class PaddlePredictor:
         self.model.eval()
 
     def __call__(self, images: Sequence[np.ndarray]):
-        from ..data.transforms import resize_image
+        from ..data.transforms import model_interpolation, resize_image
         from .evaluate import predict_batch
 
-        batch = np.stack([resize_image(im, self.input_size) for im in images])
+        interp = model_interpolation(self.model)
+        batch = np.stack([resize_image(im, self.input_size, interp) for im in images])
         sizes = np.array([[im.shape[1], im.shape[0]] for im in images], np.int64)
         return predict_batch(self.model, batch, sizes)
 
@@ -70,8 +73,10 @@ class OnnxPredictor:
             if kind == "Resize":
                 ts = args.get("target_size", self.input_size)
                 h, w = (ts, ts) if isinstance(ts, int) else (int(ts[0]), int(ts[1]))
-                interp = {"cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST,
-                          "area": cv2.INTER_AREA}.get(str(args.get("interp", "cubic")).lower(), cv2.INTER_CUBIC)
+                try:
+                    interp = interpolation(args.get("interp", "cubic"))
+                except ValueError as e:
+                    raise InputError(f"{self.dir / 'infer_cfg.yml'}: preprocess Resize: {e}") from None
                 x = cv2.resize(x, (w, h), interpolation=interp)
             elif kind == "Normalize":
                 x = x.astype(np.float32) * np.float32(args.get("scale", 1 / 255.0))

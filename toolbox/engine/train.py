@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, RuntimeFailure, ToolboxError, UsageError
+from ..errors import Cancelled, InputError, RuntimeFailure, ToolboxError, UsageError
 from ..events import EventLog
 from ..workspace import Workspace, record_job_output
 from . import checkpoint as ckpt
@@ -234,6 +234,7 @@ class Trainer:
         import paddle
 
         from ..data.loader import BatchPlan, CocoDetection, TrainBatches
+        from ..data.transforms import model_interpolation
         from ..models import build_model
         from .ema import ModelEMA
         from .optim import LRSchedule, build_optimizer, local_state
@@ -257,20 +258,23 @@ class Trainer:
         self.weights_report: dict = {}
         if resume is None:
             self._initial_weights()
-        self.ema = ModelEMA(self.model, t["ema_decay"], t["ema_warmup_steps"]) if t["ema"] else None
         self.optimizer = build_optimizer(self.model, t)
 
-        self.train_set = CocoDetection(d["dir"], "train", d["cat_ids"])
+        self.train_set = CocoDetection(d["dir"], "train", d["cat_ids"], skip_empty=True)
+        if len(self.train_set) == 0:
+            raise InputError(f"{self.train_set.ann_file}: no training image has a box to learn from "
+                             f"(run `python -m toolbox check` on the dataset)")
         self.val_set = None
         if (Path(d["dir"]) / "annotations" / "instance_val.json").is_file():
             self.val_set = CocoDetection(d["dir"], "val", d["cat_ids"])
         self.plan = BatchPlan(len(self.train_set), int(t["batch_size"]), seed=seed,
-                              rank=D.rank(), world_size=D.world_size())
+                              rank=D.rank(), world_size=D.world_size(), drop_last=True)
         epochs = int(t["epochs"])
         no_aug_from = epochs - int(t["no_aug_epochs"]) if int(t["no_aug_epochs"]) > 0 else None
         self.loader = TrainBatches(self.train_set, self.plan, cfg["augment"], cfg["augment"]["sizes"], seed,
                                    int(t["num_workers"]), no_aug_from_epoch=no_aug_from,
-                                   fixed_size=int(m["input_size"]))
+                                   fixed_size=int(m["input_size"]),
+                                   interpolation=model_interpolation(self.model))
         self.fixed_size = int(m["input_size"])
         self.accum = int(t["grad_accum_steps"])
         self.batches_per_epoch = len(self.plan)
@@ -278,6 +282,10 @@ class Trainer:
         self.total_steps = epochs * self.steps_per_epoch
         if t["max_steps"]:
             self.total_steps = min(self.total_steps, int(t["max_steps"]))
+        cap = int(t.get("warmup_steps_max", 2000))
+        t["warmup_steps"], self.warmup_why = C.planned_warmup(t["warmup_steps"], self.total_steps, cap)
+        t["ema_warmup_steps"], self.ema_warmup_why = C.planned_warmup(t["ema_warmup_steps"], self.total_steps, cap)
+        self.ema = ModelEMA(self.model, t["ema_decay"], t["ema_warmup_steps"]) if t["ema"] else None
         milestones = [int(e) * self.steps_per_epoch for e in t.get("lr_milestones") or []]
         self.schedule = LRSchedule(t["lr"], int(t["warmup_steps"]), float(t["warmup_start_factor"]),
                                    milestones, float(t["lr_gamma"]))
@@ -343,14 +351,22 @@ class Trainer:
                           dataset=self.cfg["data"]["name"], total_steps=self.total_steps, epochs=int(t["epochs"]),
                           steps_per_epoch=self.steps_per_epoch, world_size=D.world_size(), device=self.place,
                           resumed=self.step > 0, weights=self.weights_report,
-                          lr=t["lr"], effective_batch=t["effective_batch"])
+                          lr=t["lr"], effective_batch=t["effective_batch"], warmup_steps=t["warmup_steps"],
+                          ema_warmup_steps=t["ema_warmup_steps"] if t["ema"] else None)
+        empty = self.train_set.skipped_empty
+        left_out = f", {empty} without boxes left out as PaddleDetection does" if empty else ""
         _say(self.log, f"run {self.run_dir.name}: {self.cfg['model']['name']} on {self.cfg['data']['name']} "
-                       f"({len(self.train_set)} train images, {self.cfg['model']['num_classes']} classes), "
+                       f"({len(self.train_set)} train images with boxes{left_out}, "
+                       f"{self.cfg['model']['num_classes']} classes), "
                        f"device {self.place} x{D.world_size()}, input {self.cfg['model']['input_size']}")
+        scaling = ("used as given at any batch (lr_scaling none)" if t["lr_scaling"] == "none" else
+                   f"scaled '{t['lr_scaling']}' from base lr {t['base_lr']:.3g} for a global batch of "
+                   f"{t['global_batch']}")
+        ema = (f"EMA decay {t['ema_decay']} with warm-up {t['ema_warmup_steps']} steps ({self.ema_warmup_why})"
+               if t["ema"] else "EMA off")
         _say(self.log, f"lr {t['lr']:.3g} used for an effective batch of {t['effective_batch']} "
                        f"({t['batch_size']} per device x {t['grad_accum_steps']} accumulation x {D.world_size()} "
-                       f"devices): base lr {t['base_lr']:.3g} is for a global batch of {t['global_batch']}, "
-                       f"scaled '{t['lr_scaling']}'; warm-up {t['warmup_steps']} steps; "
+                       f"devices), {scaling}; warm-up {t['warmup_steps']} steps ({self.warmup_why}); {ema}; "
                        f"{self.total_steps} steps ({self.steps_per_epoch} per epoch)")
         if self.weights_report:
             _say(self.log, f"weights: {self.weights_report}", echo=False)

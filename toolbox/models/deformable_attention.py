@@ -76,7 +76,7 @@ class MSDeformableAttention(nn.Layer):
         self.num_levels = num_levels
         self.num_points_list = points
         self.head_dim = embed_dim // num_heads
-        self.method = normalize_sampling(method)
+        self._method = normalize_sampling(method)
         self.offset_scale = offset_scale
         total = sum(points)
 
@@ -90,6 +90,19 @@ class MSDeformableAttention(nn.Layer):
         else:
             self.register_buffer("num_points_scale", scale, persistable=False)
         self._reset_parameters()
+        self.method = self._method  # freezes the offsets when discrete (see the setter)
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @method.setter
+    def method(self, value: str) -> None:
+        """Set the sampling method; discrete sampling gives the sampling offsets no gradient (locations
+        are rounded to pixels), so they are frozen then, as RT-DETRv2 does, and trainable again on grid."""
+        self._method = normalize_sampling(value)
+        for p in self.sampling_offsets.parameters():
+            p.stop_gradient = self._method == "discrete"
 
     def _reset_parameters(self):
         nn.initializer.Constant(0.0)(self.sampling_offsets.weight)

@@ -28,7 +28,7 @@ OPTIONS = [
     ("--max-steps", "Max steps", "int", "stop after this many steps (0: no limit); handy for a quick try"),
     ("--batch-size", "Batch size (per device)", "int", "images per step on each device; lower it on out-of-memory"),
     ("--grad-accum-steps", "Gradient accumulation", "int", "steps summed before each update (a bigger effective batch)"),
-    ("--lr", "Learning rate", "float", "blank: the recipe's, scaled to your global batch (the log says which)"),
+    ("--lr", "Learning rate", "float", "blank: the recipe's base rate (1e-4), used as given at any batch (the log shows the rate in use)"),
     ("--warmup-steps", "Warm-up steps", "int", "linear learning-rate warm-up at the start"),
     ("--input-size", "Input size", "int", "square training size S in pixels (multiple of 32); blank: the model's"),
     ("--sampling", "Decoder sampling", "choice:grid|discrete", "discrete: the deployment-friendly RT-DETRv2 variant"),

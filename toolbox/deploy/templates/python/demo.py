@@ -24,6 +24,9 @@ import rtdetr_cpu  # the CPU stages of the RK3588 split (numpy), copied from the
 HERE = Path(__file__).resolve().parent
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 RESIZED_U8 = "_resized_uint8_nhwc"
+# infer_cfg's Resize `interp` names (RT-DETR: cubic, RT-DETRv2: linear) → OpenCV flags
+INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
+                  "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 
 
 def load_config(model_dir: Path) -> dict:
@@ -33,11 +36,15 @@ def load_config(model_dir: Path) -> dict:
         sys.exit(f"error: {path} not found (pass --model-dir, the folder holding infer_cfg.json)")
     cfg = json.loads(path.read_text(encoding="utf-8"))
     size = cfg.get("input_size", 640)
-    scale, mean, std = 1 / 255.0, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    scale, mean, std, interp = 1 / 255.0, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], "cubic"
     for op in cfg.get("preprocess", []):
         kind, args = (op["type"], op) if "type" in op else next(iter(op.items()))
-        if kind == "Resize" and "target_size" in args:
-            size = args["target_size"]
+        if kind == "Resize":
+            size = args.get("target_size", size)
+            interp = str(args.get("interp", interp)).lower()
+            if interp not in INTERPOLATIONS:
+                sys.exit(f"error: {path}: preprocess Resize interp '{interp}' is not one of "
+                         f"{', '.join(INTERPOLATIONS)}")
         elif kind in ("Normalize", "NormalizeImage"):
             scale = _number(args.get("scale", scale))
             mean, std = args.get("mean", mean), args.get("std", std)
@@ -46,6 +53,7 @@ def load_config(model_dir: Path) -> dict:
         stages = [{"file": "model.onnx", "runtime": "onnxruntime",
                    "inputs": ["images", "orig_target_sizes"], "outputs": ["labels", "boxes", "scores"]}]
     return {"size": int(size[-1] if isinstance(size, (list, tuple)) else size), "scale": float(scale),
+            "interp": INTERPOLATIONS[interp],
             "mean": np.asarray(mean, np.float32), "std": np.asarray(std, np.float32),
             "labels": list(cfg.get("label_list", [])), "threshold": float(cfg.get("draw_threshold", 0.5)),
             "stages": stages}
@@ -63,10 +71,11 @@ def _names(items) -> list[str]:
 
 
 def preprocess(image_rgb: np.ndarray, cfg: dict) -> dict[str, np.ndarray]:
-    """SxS bicubic resize (aspect not kept), scale/normalise, HWC→CHW: the model's two inputs."""
+    """SxS resize (aspect not kept) with infer_cfg's interpolation, scale/normalise, HWC→CHW: the model's
+    two inputs."""
     h, w = image_rgb.shape[:2]
     s = cfg["size"]
-    resized = cv2.resize(image_rgb, (s, s), interpolation=cv2.INTER_CUBIC)
+    resized = cv2.resize(image_rgb, (s, s), interpolation=cfg.get("interp", cv2.INTER_CUBIC))
     x = (resized.astype(np.float32) * cfg["scale"] - cfg["mean"]) / cfg["std"]
     return {"images": np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32),
             "orig_target_sizes": np.array([[w, h]], dtype=np.int64),

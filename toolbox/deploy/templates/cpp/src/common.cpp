@@ -1,5 +1,5 @@
 // See common.hpp. The image code follows OpenCV's conventions so the C++ demos see the same pixels
-// as `python -m toolbox predict` and the Python demo (both use cv2.resize(..., INTER_CUBIC)).
+// as `python -m toolbox predict` and the Python demo (both use cv2.resize with infer_cfg's interpolation).
 #include "common.hpp"
 
 #include <algorithm>
@@ -60,9 +60,15 @@ Config load_config(const fs::path& model_dir) {
     for (const auto& op : j.value("preprocess", json::array())) {
         json a;
         std::string t = op_type(op, a);
-        if (t == "Resize" && a.contains("target_size")) {
-            const json& s = a["target_size"];
-            c.input_size = s.is_array() ? s.back().get<int>() : s.get<int>();
+        if (t == "Resize") {
+            if (a.contains("target_size")) {
+                const json& s = a["target_size"];
+                c.input_size = s.is_array() ? s.back().get<int>() : s.get<int>();
+            }
+            if (a.contains("interp")) c.interp = a["interp"].get<std::string>();
+            if (c.interp != "cubic" && c.interp != "linear")
+                throw std::runtime_error(p.string() + ": preprocess Resize interp '" + c.interp +
+                                         "' is not supported (cubic or linear)");
         } else if (t == "Normalize" || t == "NormalizeImage") {
             if (a.contains("scale")) c.scale = static_cast<float>(number(a["scale"]));
             else if (a.value("is_scale", true)) c.scale = 1.0f / 255.0f;
@@ -168,9 +174,50 @@ Image resize_cubic(const Image& src, int ow, int oh) {
     return out;
 }
 
+Image resize_linear(const Image& src, int ow, int oh) {
+    // Two taps per axis at half-pixel centres, clamped to the border, like cv2.INTER_LINEAR (which uses
+    // 11-bit fixed-point weights on uint8: results may differ from it by one grey level).
+    const double sx = static_cast<double>(src.w) / ow, sy = static_cast<double>(src.h) / oh;
+    auto taps = [](double f, int n, int& i0, int& i1, float& w1) {
+        if (f < 0) f = 0;
+        int i = static_cast<int>(std::floor(f));
+        w1 = static_cast<float>(f - i);
+        if (i >= n - 1) { i = n - 1; w1 = 0.f; }
+        i0 = i;
+        i1 = std::min(i + 1, n - 1);
+    };
+    std::vector<int> x0(ow), x1(ow);
+    std::vector<float> xw(ow);
+    for (int x = 0; x < ow; ++x) taps((x + 0.5) * sx - 0.5, src.w, x0[x], x1[x], xw[x]);
+    Image out;
+    out.w = ow;
+    out.h = oh;
+    out.rgb.resize(static_cast<size_t>(ow) * oh * 3);
+    for (int y = 0; y < oh; ++y) {
+        int y0, y1;
+        float yw;
+        taps((y + 0.5) * sy - 0.5, src.h, y0, y1, yw);
+        const uint8_t* r0 = &src.rgb[static_cast<size_t>(y0) * src.w * 3];
+        const uint8_t* r1 = &src.rgb[static_cast<size_t>(y1) * src.w * 3];
+        for (int x = 0; x < ow; ++x)
+            for (int ch = 0; ch < 3; ++ch) {
+                float top = r0[x0[x] * 3 + ch] * (1 - xw[x]) + r0[x1[x] * 3 + ch] * xw[x];
+                float bottom = r1[x0[x] * 3 + ch] * (1 - xw[x]) + r1[x1[x] * 3 + ch] * xw[x];
+                float v = top * (1 - yw) + bottom * yw;
+                out.rgb[(static_cast<size_t>(y) * ow + x) * 3 + ch] =
+                    static_cast<uint8_t>(std::clamp(static_cast<int>(std::lround(v)), 0, 255));
+            }
+    }
+    return out;
+}
+
+Image resize(const Image& src, int ow, int oh, const std::string& interp) {
+    return interp == "linear" ? resize_linear(src, ow, oh) : resize_cubic(src, ow, oh);
+}
+
 TensorMap preprocess(const Image& img, const Config& cfg) {
     const int s = cfg.input_size;
-    Image r = resize_cubic(img, s, s);
+    Image r = resize(img, s, s, cfg.interp);
     Tensor t;
     t.shape = {1, 3, s, s};
     t.f.resize(static_cast<size_t>(3) * s * s);

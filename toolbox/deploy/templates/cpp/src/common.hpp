@@ -36,6 +36,7 @@ struct Stage {
 // What the demos need from infer_cfg.json (written by `python -m toolbox export`).
 struct Config {
     int input_size = 640;
+    std::string interp = "cubic";     // Resize interpolation: cubic (RT-DETR) or linear (RT-DETRv2)
     float scale = 1.0f / 255.0f;
     float mean[3] = {0, 0, 0};
     float std[3] = {1, 1, 1};
@@ -54,6 +55,10 @@ Image load_image(const std::filesystem::path& path);
 bool save_image(const Image& img, const std::filesystem::path& path);
 // Bicubic resize with OpenCV's INTER_CUBIC conventions (a = -0.75, half-pixel centres, replicated border).
 Image resize_cubic(const Image& src, int out_w, int out_h);
+// Bilinear resize with OpenCV's INTER_LINEAR conventions (half-pixel centres, edge pixels repeated).
+Image resize_linear(const Image& src, int out_w, int out_h);
+// The resize infer_cfg names (Config::interp).
+Image resize(const Image& src, int out_w, int out_h, const std::string& interp);
 // Resize + Normalize + Permute as infer_cfg says → "images" [1,3,S,S] and "orig_target_sizes" [1,2] (w,h).
 TensorMap preprocess(const Image& img, const Config& cfg);
 

@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
         std::string all = "[";
         for (const auto& path : sdk::list_images(input)) {
             sdk::Image img = sdk::load_image(path);
-            sdk::Image resized = sdk::resize_cubic(img, cfg.input_size, cfg.input_size);
+            sdk::Image resized = sdk::resize(img, cfg.input_size, cfg.input_size, cfg.interp);
             sdk::TensorMap t = sdk::preprocess(img, cfg);  // orig_target_sizes (and float images, unused by the NPU)
             for (size_t k = 0; k < cfg.stages.size(); ++k) {
                 if (npu[k]) npu[k]->run(cfg.stages[k], resized, t);
