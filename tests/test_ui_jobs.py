@@ -115,3 +115,37 @@ def test_unknown_kind(workspace):
     from toolbox.errors import UsageError
     with pytest.raises(UsageError):
         JobManager(workspace).submit("predict", [])
+
+
+_RACER = r"""
+import json, sys, time
+from toolbox.ui.jobs import JobManager
+from toolbox.workspace import Workspace
+ws, go_at = sys.argv[1], float(sys.argv[2])
+jobs = JobManager(Workspace(ws), python="/bin/true")  # each start is a real, instant process
+while time.time() < go_at:
+    time.sleep(0.001)
+print(json.dumps(jobs.schedule()))
+"""
+
+
+def test_two_app_processes_never_start_the_same_job(workspace):
+    """Two app processes schedule one queue at the same instant: each queued job starts exactly once."""
+    import json
+    import sys
+
+    reg = workspace.registry()
+    queued = [reg.add("export", ["export", "--run", f"r{i}"], name=f"r{i}", status="queued") for i in range(60)]
+    go_at = time.time() + 6  # both interpreters are up by then (imports take ~2 s each on 2 busy cores)
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(workspace.root), str(go_at)],
+                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in racers]
+    assert all(p.returncode == 0 for p in racers), outs
+    started = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+    both = set(started[0]) & set(started[1])
+    assert not both, f"jobs started by both processes: {sorted(both)}"
+    assert sorted(started[0] + started[1]) == queued
+    assert started[0] and started[1], "one process did all the work: the race was not exercised"
+    for job_id in queued:  # one launch line per job log: nobody started it twice
+        log = (workspace.root / "jobs" / f"{job_id}.log").read_text()
+        assert log.count("$ python -m toolbox") == 1, log

@@ -128,19 +128,22 @@ class JobManager:
                     if any(devices_conflict(devs, b) for b in busy):
                         continue  # stays queued; later jobs for other devices may still start
                     busy.append(devs)
-                self._launch(row)
-                started.append(int(row["id"]))
+                if self._launch(row):
+                    started.append(int(row["id"]))
         return started
 
-    def _launch(self, row: dict) -> None:
+    def _launch(self, row: dict) -> bool:
+        """Claim the queued row (atomically: another app process may race us) and start it."""
         job_id = int(row["id"])
+        log_path = Path(row.get("log_path") or self.logs_dir / f"{job_id}.log")
+        if not self.registry.claim(job_id, started=time.time(), log_path=str(log_path)):
+            return False  # another process started it, or it was cancelled meanwhile
         args = list(row["args"])
         cmd = [self.python, "-m", "toolbox", "--workspace", str(self.workspace.root), *args]
         env = {**os.environ, **self.extra_env, ENV_JOB_ID: str(job_id)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("PYTHONWARNINGS", "ignore")  # library warnings (ccache, …) would bury the log tail
-        log_path = Path(row.get("log_path") or self.logs_dir / f"{job_id}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             log.write(f"$ python -m toolbox {' '.join(args)}\n".encode())
@@ -150,10 +153,10 @@ class JobManager:
                                         cwd=str(PACKAGE_PARENT), env=env, start_new_session=True)
             except OSError as e:
                 self.registry.finish(job_id, "failed", 3, f"could not start the job: {e}")
-                return
+                return True
         self._procs[job_id] = proc
-        self.registry.update(job_id, status="running", pid=proc.pid, pgid=proc.pid,
-                             started=time.time(), log_path=str(log_path))
+        self.registry.update(job_id, pid=proc.pid, pgid=proc.pid)
+        return True
 
     # ------------------------------------------------------------------ reaping
     def poll(self) -> None:
