@@ -2,14 +2,25 @@
 gradio_client through its named endpoints (check, train/job, predict), as the README shows."""
 from __future__ import annotations
 
+import tempfile
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.ui_support import App, stop_jobs
 
 pytestmark = pytest.mark.slow
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def test_app_starts_serves_and_stops(tmp_path):
@@ -21,6 +32,22 @@ def test_app_starts_serves_and_stops(tmp_path):
             assert b"RT-DETR Toolbox" in r.read()
         # the demo dataset was prepared at start-up
         assert (ws / "datasets" / "demo" / "check_dataset_result.json").is_file()
+        # the server hands out only what pages publish: never the registry, a log or a dataset's files
+        (ws / "jobs").mkdir(exist_ok=True)
+        (ws / "jobs" / "1.log").write_text("$ python -m toolbox train --auth-secret\n")
+        (ws / "runs" / "r").mkdir(parents=True, exist_ok=True)
+        (ws / "runs" / "r" / "train.log").write_text("step 1\n")
+        private = [ws / "toolbox.db", ws / "jobs" / "1.log", ws / "runs" / "r" / "train.log",
+                   ws / "datasets" / "demo" / "annotations" / "instance_train.json",
+                   ws / "datasets" / "demo" / "check_dataset_result.json"]
+        for path in private:
+            assert path.is_file(), path
+            assert _status(f"{app.url}gradio_api/file={path}") == 403, path
+        # a file Gradio may serve (its own upload folder) answers 200, so 403 above is a refusal, not a bad URL
+        upload = Path(tempfile.gettempdir()) / "gradio" / "tb-probe" / "probe.txt"
+        upload.parent.mkdir(parents=True, exist_ok=True)
+        upload.write_text("ok")
+        assert _status(f"{app.url}gradio_api/file={upload}") == 200
     finally:
         app.stop()
     assert app.proc.returncode is not None

@@ -57,6 +57,7 @@ def test_whole_wizard(tmp_path):
             assert "check passed" in status
             assert "12" in text_of(page, "data-counts")  # train images
             assert page.locator("#data-samples img").count() > 0
+            _assert_images_load(page, "data-samples", str(ws))
             shot(page, "1-data-checked")
             # a path outside the allowed folders is refused with a clear message
             page.locator("#data-path textarea, #data-path input").first.fill("/etc")
@@ -80,6 +81,7 @@ def test_whole_wizard(tmp_path):
             wait_text(page, "eval-status", "ok", timeout=300)
             wait_text(page, "eval-head", "AP", timeout=60)
             assert "AP50" in text_of(page, "eval-coco")
+            _assert_images_load(page, "eval-vis", str(ws))
             shot(page, "3-evaluate")
 
             # 4. Export ONNX, build the linux-cpu-python zip, download and open it
@@ -127,6 +129,7 @@ def test_whole_wizard(tmp_path):
             page.locator("#predict-run").click()
             wait_text(page, "predict-status", "found", timeout=120)
             page.locator("#predict-drawn img").wait_for(timeout=30000)
+            _assert_images_load(page, "predict-drawn", str(ws))
             shot(page, "5-predict")
 
             # Runs: every job listed, all done
@@ -184,6 +187,15 @@ def test_restart_mid_training(tmp_path):
     finally:
         app.stop()
         stop_jobs(ws)
+
+
+def _assert_images_load(page, elem_id: str, workspace: str) -> None:
+    """The pictures of #elem_id really load (decoded, non-zero size), from a published copy, not the workspace."""
+    page.wait_for_function(f"""() => [...document.querySelectorAll('#{elem_id} img')].length > 0 &&
+        [...document.querySelectorAll('#{elem_id} img')].every(i => i.complete && i.naturalWidth > 0)""",
+                           timeout=30000)
+    srcs = page.eval_on_selector_all(f"#{elem_id} img", "els => els.map(e => decodeURIComponent(e.src))")
+    assert srcs and not any(workspace in s for s in srcs), srcs
 
 
 def _wait_step(page, at_least: int, timeout: float) -> int:

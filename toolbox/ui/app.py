@@ -124,6 +124,16 @@ def _build_page(ctx: AppContext, module_name: str, demo: gr.Blocks, tab: gr.Tab)
     return list(timers)
 
 
+def blocked_paths(ctx: AppContext) -> list[str]:
+    """What Gradio must never serve or pick up: the whole workspace (pages publish copies through the
+    outbox, see outbox.py), or, when the outbox or upload folder lies inside it, its registry and logs."""
+    ws = ctx.workspace.root
+    inside = [p for p in (ctx.outbox.root, upload_dir()) if p.resolve() == ws or ws in p.resolve().parents]
+    if not inside:
+        return [str(ws)]
+    return [str(ctx.workspace.db_path), str(ws / "jobs"), str(ctx.workspace.runs)]
+
+
 def make_context(workspace: Workspace, data_dirs: list[str] | None = None) -> AppContext:
     ws = workspace.ensure()
     guard = PathGuard(allowed_dirs(ws.root, data_dirs), extra_readable=[upload_dir()])
@@ -147,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app.queue(default_concurrency_limit=4).launch(
             server_name=args.host, server_port=args.port, auth=auth, root_path=args.root_path,
-            allowed_paths=[str(ctx.workspace.root)], show_error=True, footer_links=["api"],
+            allowed_paths=[], blocked_paths=blocked_paths(ctx), show_error=True, footer_links=["api"],
             theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"), css=CSS)
     except OSError as e:  # port taken, address not on this machine
         print(f"error: cannot serve on {args.host}:{args.port}: {e} (pick another --port)", file=sys.stderr)

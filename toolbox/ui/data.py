@@ -148,14 +148,14 @@ def report_images(ctx: AppContext, name: str, report: dict | None) -> tuple[str 
         return None, []
     root = ctx.workspace.datasets / name
     hist = (report.get("analysis") or {}).get("histogram")
-    hist_path = str(root / hist) if hist and (root / hist).is_file() else None
+    hist_path = ctx.outbox.publish(root / hist) if hist else None
     attrs = report.get("attributes") or {}
     samples = []
     for split in ("train", "val", "test"):
         for rel in attrs.get(f"{split}_sample_paths") or []:
-            p = root / rel
-            if p.is_file():
-                samples.append((str(p), f"{split}: {Path(rel).name}"))
+            served = ctx.outbox.publish(root / rel)
+            if served:
+                samples.append((served, f"{split}: {Path(rel).name}"))
     return hist_path, samples
 
 

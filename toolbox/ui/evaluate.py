@@ -51,8 +51,9 @@ def results(ctx: AppContext, run: str | None):
     per = pd.DataFrame([{"class": c.get("name"), "AP": _r(c.get("AP")), "AP50": _r(c.get("AP50"))}
                         for c in data.get("per_class") or []], columns=["class", "AP", "AP50"])
     root = path.parent
-    prs = [(str(root / p), Path(p).stem.replace("_", " ")) for p in data.get("pr_curves") or [] if (root / p).is_file()]
-    vis = [(str(root / p), Path(p).name) for p in data.get("vis") or [] if (root / p).is_file()]
+    prs = [(ctx.outbox.publish(root / p), Path(p).stem.replace("_", " ")) for p in data.get("pr_curves") or []
+           if (root / p).is_file()]
+    vis = [(ctx.outbox.publish(root / p), Path(p).name) for p in data.get("vis") or [] if (root / p).is_file()]
     ap = m.get("AP")
     head = (f"### {html.escape(run)} {badge('ok', f'AP {ap:.3f}' if ap is not None else 'evaluated')}\n"
             f"Weights `{Path(str(data.get('weights', ''))).parent.name}/` on **{data.get('dataset', '?')}** "

@@ -126,7 +126,7 @@ def download_updates(ctx: AppContext, export: str | None) -> list:
     for t in targets():
         p = zip_path(ctx, export, t)
         label = f"⬇ {t} ({p.stat().st_size / 2**20:.1f} MB)" if p else t
-        ups.append(gr.update(value=str(p) if p else None, visible=p is not None, label=label))
+        ups.append(gr.update(value=ctx.outbox.publish(p) if p else None, visible=p is not None, label=label))
     return ups
 
 

@@ -90,7 +90,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             return error_md(e), None, pd.DataFrame(columns=COLUMNS)
         n = len(res.get("boxes") or [])
         msg = f"{badge('ok', f'{n} object' + ('' if n == 1 else 's'))} found with score ≥ {thr:.2f}"
-        return msg, res.get("vis_path"), boxes_table(res)
+        return msg, ctx.outbox.publish(res.get("vis_path")), boxes_table(res)
 
     go.click(on_detect, [image, source, threshold], [status, drawn, table], api_visibility="private")
     def refresh_sources(current):
