@@ -8,26 +8,34 @@ from toolbox.errors import UsageError
 from toolbox.ui.jobs import JobView
 
 
-def test_train_command_line_only_passes_what_changed():
-    from toolbox.ui.train import build_args
+def _guard(tmp_path):
+    from toolbox.ui.safety import PathGuard
+
+    return PathGuard([tmp_path])
+
+
+def test_train_command_line_only_passes_what_changed(tmp_path):
+    from toolbox.ui.train import PIPELINES, build_args
+
+    guard = _guard(tmp_path)
 
     defaults = {"--epochs": 72, "--batch-size": 4, "--max-steps": 0}
     args, run = build_args("demo", "RT-DETR-R18", "", "gpu:0,1", "none", "", "train.ema=false",
                            {"--epochs": 72, "--batch-size": 8, "--max-steps": 0, "--lr": None, "--amp": True},
-                           defaults)
+                           defaults, guard=guard)
     assert run.startswith("RT-DETR-R18-")
     assert args[:8] == ["--dataset", "demo", "--model", "RT-DETR-R18", "--run", run, "--device", "gpu:0,1"]
     assert "--epochs" not in args and "--max-steps" not in args and "--lr" not in args
     assert args[args.index("--batch-size") + 1] == "8"
     assert "--amp" in args and args[args.index("--pretrained") + 1] == "none"
     assert args[-2:] == ["-o", "train.ema=false"]
-    args, _ = build_args("demo", "pipelines/tiny-test.yaml", "r", "cpu", "default", "", "", {}, {})
-    assert args[2:4] == ["--config", "pipelines/tiny-test.yaml"] and "--pretrained" not in args
+    args, _ = build_args("demo", "pipelines/tiny-test.yaml", "r", "cpu", "default", "", "", {}, {}, guard=guard)
+    assert args[2:4] == ["--config", str(PIPELINES / "tiny-test.yaml")] and "--pretrained" not in args
     for bad in [("", "m", "r"), ("d", "", "r"), ("d", "m", "../x")]:
         with pytest.raises(UsageError):
-            build_args(*bad, "cpu", "default", "", "", {}, {})
+            build_args(*bad, "cpu", "default", "", "", {}, {}, guard=guard)
     with pytest.raises(UsageError, match="KEY=VALUE"):
-        build_args("d", "m", "r", "cpu", "default", "", "oops", {}, {})
+        build_args("d", "m", "r", "cpu", "default", "", "oops", {}, {}, guard=guard)
 
 
 def test_resume_reuses_the_jobs_arguments():
@@ -57,21 +65,22 @@ def test_curves_and_progress_from_events():
     assert progress_of(JobView({"id": 2, "status": "ok"}, events))[0] == 1.0
 
 
-def test_export_and_deploy_command_lines():
+def test_export_and_deploy_command_lines(tmp_path):
     from toolbox.ui.export import deploy_args, export_args
 
-    args, name = export_args("r1", "best", "", ["rknn", "onnx"], 320, True, "int8", 16)
+    guard = _guard(tmp_path)
+    args, name = export_args("r1", "best", "", ["rknn", "onnx"], 320, True, "int8", 16, guard=guard)
     assert name == "r1"
     assert args == ["--run", "r1", "--weights", "best", "--name", "r1", "--formats", "onnx,rknn",
                     "--input-size", "320", "--fp16-onnx", "--rknn-quant", "int8", "--calib-size", "16"]
     with pytest.raises(UsageError):
-        export_args("r1", "best", "a/b", ["onnx"], None, False, "fp16", 32)
+        export_args("r1", "best", "a/b", ["onnx"], None, False, "fp16", 32, guard=guard)
     with pytest.raises(UsageError):
-        export_args("r1", "best", "", [], None, False, "fp16", 32)
-    assert deploy_args("e", ["linux-cpu-python", "rk3588-cpp"]) == ["--export", "e", "--target",
-                                                                    "linux-cpu-python,rk3588-cpp"]
+        export_args("r1", "best", "", [], None, False, "fp16", 32, guard=guard)
+    assert deploy_args("e", ["linux-cpu-python", "rk3588-cpp"], guard=guard) == [
+        "--export", "e", "--target", "linux-cpu-python,rk3588-cpp"]
     with pytest.raises(UsageError):
-        deploy_args("e", [])
+        deploy_args("e", [], guard=guard)
 
 
 def test_data_report_tables():

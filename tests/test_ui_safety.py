@@ -73,3 +73,83 @@ def test_analytics_off_by_default(monkeypatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")
     disable_analytics()  # the user's own choice wins
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "True"
+
+
+# Every UI field naming a file or folder, as (field, call(guard, value)): each must refuse a path outside
+# the allowed folders, accept one inside, and keep a plain workspace name as it is.
+def _train(**field):
+    from toolbox.ui.train import build_args
+
+    kw = {"dataset": "demo", "model": "RT-DETR-R18", "pretrained": "default", "init_from": "", **field}
+    return lambda guard: build_args(kw["dataset"], kw["model"], "r", "cpu", kw["pretrained"], kw["init_from"],
+                                    "", {}, {}, guard=guard)[0]
+
+
+def _eval(**field):
+    from toolbox.ui.evaluate import eval_args
+
+    kw = {"run": "r", "weights": "best", "dataset": None, **field}
+    return lambda guard: eval_args(kw["run"], kw["weights"], kw["dataset"], "val", 0.5, 4, guard=guard)
+
+
+def _export(**field):
+    from toolbox.ui.export import export_args
+
+    kw = {"run": "r", "weights": "best", **field}
+    return lambda guard: export_args(kw["run"], kw["weights"], "e", ["onnx"], None, False, "fp16", 8, guard=guard)[0]
+
+
+def _deploy(export):
+    from toolbox.ui.export import deploy_args
+
+    return lambda guard: deploy_args(export, ["linux-cpu-python"], guard=guard)
+
+
+def _predict(kind):
+    def call(guard, value):
+        from toolbox.ui.predict import run_predict
+        from toolbox.ui.widgets import AppContext
+        from toolbox.workspace import Workspace
+
+        ctx = AppContext(workspace=Workspace(guard.allowed[0]), jobs=None, guard=guard)  # type: ignore[arg-type]
+        image = value if kind == "image" else str(guard.allowed[0] / "missing.jpg")
+        source = f"run:{value}" if kind == "source" else "run:r"
+        return run_predict(ctx, image, source)
+    return call
+
+
+PATH_FIELDS = {
+    "train dataset": lambda g, v: _train(dataset=v)(g),
+    "train config": lambda g, v: _train(model=v)(g),
+    "train pretrained": lambda g, v: _train(pretrained=v)(g),
+    "train init-from": lambda g, v: _train(init_from=v)(g),
+    "eval run": lambda g, v: _eval(run=v)(g),
+    "eval weights": lambda g, v: _eval(weights=v)(g),
+    "eval dataset": lambda g, v: _eval(dataset=v)(g),
+    "export run": lambda g, v: _export(run=v)(g),
+    "export weights": lambda g, v: _export(weights=v)(g),
+    "deploy export": lambda g, v: _deploy(v)(g),
+    "predict image": _predict("image"),
+    "predict model": _predict("source"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(PATH_FIELDS))
+def test_every_path_field_is_guarded(field, tmp_path):
+    ws = tmp_path / "ws"
+    outside = tmp_path / "private"
+    for d in (ws / "inside", outside):
+        d.mkdir(parents=True)
+    suffix = ".yaml" if field == "train config" else ""
+    (outside / f"w{suffix}").write_text("x")
+    (ws / "inside" / f"w{suffix}").write_text("x")
+    guard = PathGuard(allowed_dirs(ws, []))
+    call = PATH_FIELDS[field]
+    with pytest.raises(UsageError, match="outside the folders"):
+        call(guard, str(outside / f"w{suffix}"))
+    with pytest.raises(UsageError, match="outside the folders"):
+        call(guard, f"../private/w{suffix}")  # relative to the workspace, climbing out
+    if field.startswith("predict"):
+        return  # inside: predict goes on to load a model, which the command-line fields do not
+    args = call(guard, str(ws / "inside" / f"w{suffix}"))
+    assert str((ws / "inside" / f"w{suffix}").resolve()) in args

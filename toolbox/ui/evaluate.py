@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..errors import ToolboxError, UsageError
 from .follow import Follower
+from .safety import PathGuard
 from .widgets import AppContext, api_errors, badge, error_md, intro, list_datasets, list_runs, read_json
 
 METRIC_NAMES = [
@@ -23,9 +24,15 @@ RUN_DATASET = "(the run's dataset)"
 
 
 def eval_args(run: str, weights: str, dataset: str | None, split: str, threshold: float, vis_count: int,
-              device: str = "cpu") -> list[str]:
+              device: str = "cpu", *, guard: PathGuard) -> list[str]:
+    """The `eval` arguments; the run and dataset fields (names or paths) must pass `guard`."""
     if not run:
         raise UsageError("pick a training run to evaluate (train one on the Train page first)")
+    run = guard.check_name_or_path(run, "Run")
+    if weights not in (None, "", "best", "last"):
+        weights = guard.check_file_or_url(weights, "Checkpoint")
+    if dataset and dataset != RUN_DATASET:
+        dataset = guard.check_name_or_path(dataset, "Dataset")
     args = ["--run", run, "--weights", weights or "best", "--split", split or "val",
             "--threshold", str(float(threshold)), "--vis-count", str(int(vis_count)), "--device", device or "cpu"]
     if dataset and dataset != RUN_DATASET:
@@ -110,7 +117,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
 
     def on_start(r, w, d, s, t, n):
         try:
-            job_id = ctx.jobs.submit("eval", eval_args(r, w, d, s, t, n), name=r,
+            job_id = ctx.jobs.submit("eval", eval_args(r, w, d, s, t, n, guard=ctx.guard), name=r,
                                      out_dir=ctx.workspace.runs / r / "eval")
         except ToolboxError as e:
             return (error_md(e), *[gr.skip()] * 4)
@@ -145,7 +152,8 @@ def api(ctx: AppContext) -> None:
                  threshold: float = 0.5, vis_count: int = 8) -> dict:
         """Start an evaluation job (`python -m toolbox eval`); returns {"job", "run", "status"}. When the job
         is ok, runs/<run>/eval/metrics.json holds the results (also returned by /job's last_eval)."""
-        job_id = ctx.jobs.submit("eval", eval_args(run, weights, dataset or None, split, threshold, vis_count),
+        job_id = ctx.jobs.submit("eval", eval_args(run, weights, dataset or None, split, threshold, vis_count,
+                                                   guard=ctx.guard),
                                  name=run, out_dir=ctx.workspace.runs / run / "eval")
         return {"job": job_id, "run": run, "status": ctx.jobs.registry.get(job_id)["status"]}
 

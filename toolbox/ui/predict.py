@@ -36,6 +36,7 @@ def run_predict(ctx: AppContext, image: str, source: str, threshold: float = 0.5
     kind, name = source.split(":", 1)
     if kind not in ("run", "export"):
         raise UsageError(f"unknown source '{source}': use run:NAME or export:NAME")
+    name = ctx.guard.check_name_or_path(name, "Model")
     path = ctx.guard.check(image)
     out = Path(tempfile.mkdtemp(prefix="ui-", dir=_predictions(ctx)))
     with _LOCK:

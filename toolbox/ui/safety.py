@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 from ..errors import UsageError
 
 ENV_AUTH = "TOOLBOX_AUTH"
+WORKSPACE_NAME = re.compile(r"[^\W][\w.+-]*")  # a dataset, run or export name: no separators, no '..'
+URL = re.compile(r"^(https?)://", re.IGNORECASE)
 AISTUDIO_HOME = Path("/home/aistudio")
 
 
@@ -94,6 +97,33 @@ class PathGuard:
         listed = ", ".join(str(p) for p in self.allowed)
         raise UsageError(f"{raw} is outside the folders this toolbox may read ({listed}); "
                          "start the app with --data-dir FOLDER to allow another one")
+
+    def check_name_or_path(self, text: str | os.PathLike | None, what: str) -> str:
+        """A field taking a workspace name (kept as typed) or a path (checked, returned resolved).
+
+        Names cannot leave their workspace folder (no separators); anything else is a path and must
+        lie under an allowed folder, as `check` says. Empty stays empty (the field is optional).
+        """
+        raw = str(text or "").strip()
+        if not raw:
+            return ""
+        if WORKSPACE_NAME.fullmatch(raw) and raw not in (".", ".."):
+            return raw
+        try:
+            return str(self.check(raw))
+        except UsageError as e:
+            raise UsageError(f"{what}: {e}") from None
+
+    def check_file_or_url(self, text: str | os.PathLike | None, what: str,
+                          keywords: tuple[str, ...] = ()) -> str:
+        """A field taking a keyword (e.g. 'none'), an http(s) URL (downloaded by the job) or a path (checked)."""
+        raw = str(text or "").strip()
+        if not raw or raw in keywords or URL.match(raw):
+            return raw
+        try:
+            return str(self.check(raw))
+        except UsageError as e:
+            raise UsageError(f"{what}: {e}") from None
 
     def allows(self, text: str | os.PathLike) -> bool:
         try:

@@ -17,6 +17,7 @@ import pandas as pd
 from ..errors import ToolboxError, UsageError
 from .follow import Follower
 from .jobs import ACTIVE, JobView
+from .safety import PathGuard
 from .widgets import AppContext, api_errors, error_md, intro, list_datasets
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
@@ -105,13 +106,20 @@ def _model_config(model: str | None) -> dict:
 
 # ---------------------------------------------------------------------- the command line
 def build_args(dataset: str, model: str, run: str, device: str, pretrained: str, init_from: str,
-               extra: str, values: dict[str, object], defaults: dict[str, object]) -> tuple[list[str], str]:
+               extra: str, values: dict[str, object], defaults: dict[str, object], *,
+               guard: PathGuard) -> tuple[list[str], str]:
     """The `train` arguments for the form; returns (args, run name). Options left at their default are
-    not passed, so the command says what the user chose and the config supplies the rest."""
+    not passed, so the command says what the user chose and the config supplies the rest. Every field
+    naming a file or folder (dataset, config, pretrained weights, init-from) must pass `guard`."""
     if not dataset:
         raise UsageError("pick a dataset (check one on the Data page first)")
     if not model:
         raise UsageError("pick a model")
+    dataset = guard.check_name_or_path(dataset, "Dataset")
+    if model.endswith((".yaml", ".yml")):
+        model = checked_config(guard, model)
+    pretrained = guard.check_file_or_url(pretrained, "Start from", keywords=("default", "none"))
+    init_from = guard.check_name_or_path(init_from, "Init from")
     run = (run or "").strip() or f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{datetime.now():%Y%m%d-%H%M%S}"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", run) or run in (".", ".."):
         raise UsageError(f"run name '{run}' may only hold letters, digits, '.', '_' and '-'")
@@ -145,6 +153,23 @@ def build_args(dataset: str, model: str, run: str, device: str, pretrained: str,
                 raise UsageError(f"override '{line}' is not KEY=VALUE (e.g. train.ema=false)")
             args += ["-o", line]
     return args, run
+
+
+def checked_config(guard: PathGuard, value: str) -> str:
+    """A model config path: the repository's pipelines/ files, or a file under an allowed folder.
+
+    A relative path is read from the repository root, as the job (run there) would read it.
+    """
+    path = Path(value.strip()).expanduser()
+    if not path.is_absolute():
+        path = PIPELINES.parent / path
+    path = path.resolve()
+    if PIPELINES.resolve() in path.parents:
+        return str(path)
+    try:
+        return str(guard.check(path))
+    except UsageError as e:
+        raise UsageError(f"Model config: {e}") from None
 
 
 def _same(a, b) -> bool:
@@ -293,7 +318,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
 
     def on_start(ds, m, r, dev, pre, init, ex, dflt, *vals):
         try:
-            args, run_name = build_args(ds, m, r, dev, pre, init, ex, dict(zip(flags, vals)), dflt or {})
+            args, run_name = build_args(ds, m, r, dev, pre, init, ex, dict(zip(flags, vals)), dflt or {},
+                                        guard=ctx.guard)
             job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
         except ToolboxError as e:
             return (error_md(e), *[gr.skip()] * 4)
@@ -344,7 +370,7 @@ def api(ctx: AppContext) -> None:
         """Start a training job (`python -m toolbox train`); options maps CLI flags to values,
         e.g. {"--epochs": 10, "--max-steps": 50}. Returns {"job", "run", "status"}; follow it with /job."""
         values = {k if k.startswith("--") else "--" + k.replace("_", "-"): v for k, v in (options or {}).items()}
-        args, run_name = build_args(dataset, model, run, device, pretrained, "", "", values, {})
+        args, run_name = build_args(dataset, model, run, device, pretrained, "", "", values, {}, guard=ctx.guard)
         job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
         return {"job": job_id, "run": run_name, "status": ctx.jobs.registry.get(job_id)["status"]}
 
