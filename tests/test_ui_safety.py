@@ -24,9 +24,70 @@ def test_non_loopback_needs_auth(monkeypatch):
     with pytest.raises(UsageError, match="--auth"):
         resolve_auth("0.0.0.0", None)
     assert resolve_auth("127.0.0.1", None) is None
-    assert resolve_auth("0.0.0.0", "ann:s3:cret") == ("ann", "s3:cret")
+    assert resolve_auth("0.0.0.0", "ann:s3:cret") == [("ann", "s3:cret")]
     monkeypatch.setenv("TOOLBOX_AUTH", "bob:pw")
-    assert resolve_auth("0.0.0.0", None) == ("bob", "pw")
+    assert resolve_auth("0.0.0.0", None) == [("bob", "pw")]
+
+
+def test_auth_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("TOOLBOX_AUTH", raising=False)
+    f = tmp_path / "users.txt"
+    f.write_text("# who may log in\nann:s3:cret\n\nbob:pw\n")
+    f.chmod(0o600)
+    assert resolve_auth("0.0.0.0", None, f) == [("ann", "s3:cret"), ("bob", "pw")]
+    for mode in (0o640, 0o604, 0o620):  # readable or writable by the group or by everyone
+        f.chmod(mode)
+        with pytest.raises(UsageError, match=f"mode {mode:03o}.*chmod 600"):
+            resolve_auth("0.0.0.0", None, f)
+    f.chmod(0o600)
+    with pytest.raises(UsageError, match="not both"):
+        resolve_auth("0.0.0.0", "ann:x", f)
+    f.write_text("ann:ok\nbroken line\n")
+    with pytest.raises(UsageError, match="line 2"):
+        resolve_auth("0.0.0.0", None, f)
+    f.write_text("# nobody\n")
+    with pytest.raises(UsageError, match="no USER:PASSWORD"):
+        resolve_auth("0.0.0.0", None, f)
+    with pytest.raises(UsageError, match="cannot read"):
+        resolve_auth("0.0.0.0", None, tmp_path / "missing.txt")
+
+
+@pytest.mark.slow
+def test_app_with_auth_file_asks_for_a_login(tmp_path):
+    """A real app started with --auth-file: the login it names works, a wrong password does not, and a
+    group-readable file stops the app with one line and exit 2."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from tests.ui_support import App
+
+    f = tmp_path / "users.txt"
+    f.write_text("ann:s3:cret\n")
+    f.chmod(0o644)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TOOLBOX_DEMO": "none"}
+    proc = subprocess.run([sys.executable, "app.py", "--auth-file", str(f), "--workspace", str(tmp_path / "ws")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "chmod 600" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    f.chmod(0o600)
+    app = App(tmp_path / "ws", extra=["--auth-file", str(f), "--demo", "none"]).wait_ready()
+    try:
+        def login(password: str) -> int:
+            data = urllib.parse.urlencode({"username": "ann", "password": password}).encode()
+            try:
+                with urllib.request.urlopen(app.url + "login", data=data, timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        assert login("wrong") == 400
+        assert login("s3:cret") == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no session cookie: no config
+            urllib.request.urlopen(app.url + "config", timeout=10)
+        assert refused.value.code == 401
+        assert "s3:cret" not in " ".join(json.dumps(app.proc.args))  # not in the process list
+    finally:
+        app.stop()
 
 
 @pytest.mark.parametrize("bad", ["nopassword", ":pw", "user:"])

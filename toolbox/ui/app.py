@@ -1,6 +1,6 @@
 """The web toolbox: a Gradio wizard over every step (Data → Train → Evaluate → Export & deploy → Predict).
 
-`python app.py [--host 127.0.0.1] [--port 7860] [--auth USER:PASS] [--data-dir DIR ...] [--root-path P]
+`python app.py [--host 127.0.0.1] [--port 7860] [--auth-file FILE | --auth USER:PASS] [--data-dir DIR ...] [--root-path P]
 [--workspace DIR] [--demo full|small|none]`. Each page lives in its own module and calls the same
 Python functions as the CLI; long steps run as CLI jobs (toolbox.ui.jobs). The same functions are API
 endpoints (`gr.api`, named like the CLI commands), so `gradio_client` can script the toolbox.
@@ -47,8 +47,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other needs --auth)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--auth", default=None,
-                   help=f"USER:PASS required to open the app (also ${ENV_AUTH}); needed off loopback")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--auth-file", default=None, metavar="FILE",
+                     help="a private file (chmod 600) of USER:PASS lines, one per user: the recommended way "
+                          "to require a login (needed off loopback)")
+    who.add_argument("--auth", default=None, metavar="USER:PASS",
+                     help=f"one login (also ${ENV_AUTH}); visible in the process list, prefer --auth-file")
     p.add_argument("--data-dir", action="append", default=[], metavar="DIR",
                    help="a folder whose datasets the UI may read (repeatable; default /home/aistudio "
                         "when it exists); the workspace is always allowed")
@@ -144,7 +148,7 @@ def make_context(workspace: Workspace, data_dirs: list[str] | None = None) -> Ap
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        auth = resolve_auth(args.host, args.auth)
+        auth = resolve_auth(args.host, args.auth, args.auth_file)
         ctx = make_context(Workspace(args.workspace), args.data_dir)
         ctx.settings["demo"] = prepare_demo(ctx.workspace, args.demo)
     except ToolboxError as e:
