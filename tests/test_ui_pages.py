@@ -110,3 +110,20 @@ def test_app_builds_on_an_empty_workspace(workspace):
     api_names = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility", "public") == "public"}
     assert {"check", "convert", "split", "train", "eval", "export", "deploy", "predict", "jobs", "job",
             "cancel"} <= api_names
+
+
+def test_form_defaults_come_from_the_engine_and_models():
+    """The Train form's defaults are the engine's recipe merged with the model file (no re-derivation,
+    no fallback): a model the project cannot load is an error, not an empty form."""
+    from toolbox.engine.config import TRAIN_DEFAULTS, model_recipe
+    from toolbox.models import list_models, load_config
+    from toolbox.ui.train import option_defaults, zoo_rows
+
+    assert [r["model"] for r in zoo_rows()] == [m["name"] for m in list_models()]
+    recipe, _, info = model_recipe(load_config("RT-DETR-R18"))
+    d = option_defaults("RT-DETR-R18")
+    assert d["--epochs"] == recipe.get("epochs", TRAIN_DEFAULTS["epochs"])
+    assert d["--warmup-steps"] == recipe.get("warmup_steps", TRAIN_DEFAULTS["warmup_steps"])
+    assert d["--input-size"] == info["input_size"]
+    with pytest.raises(UsageError):
+        option_defaults("no-such-model")

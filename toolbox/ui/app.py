@@ -25,7 +25,7 @@ import gradio as gr  # noqa: E402
 from ..errors import EXIT_RUNTIME, EXIT_USAGE, ToolboxError  # noqa: E402
 from ..workspace import ENV_WORKSPACE, Workspace  # noqa: E402
 from .jobs import JobManager  # noqa: E402
-from .widgets import CSS, AppContext, badge  # noqa: E402
+from .widgets import CSS, AppContext  # noqa: E402
 
 ENV_DEMO = "TOOLBOX_DEMO"  # full | small | none: the demo dataset prepared at start-up
 DEMO_SIZES = {"full": dict(num_train=120, num_val=30, image_size=320),
@@ -116,12 +116,7 @@ def _wire_timers(pages: list[tuple[gr.Tab, list[gr.Timer]]]) -> None:
 
 
 def _build_page(ctx: AppContext, module_name: str, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        gr.Markdown(f"{badge('queued', 'not available')} This step needs `{e.name}`, which is not "
-                    "installed or not built yet.")
-        return []
+    module = importlib.import_module(module_name)  # a page that fails to import is a bug to see
     timers = module.build(ctx, demo, tab) or []
     if hasattr(module, "api"):
         module.api(ctx)

@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from ..deploy.targets import TARGETS
 from ..errors import ToolboxError, UsageError
 from .follow import Follower
 from .safety import PathGuard
@@ -26,11 +27,7 @@ TARGET_HELP = {
 
 
 def targets() -> list[str]:
-    try:
-        from ..deploy.targets import TARGETS
-        return list(TARGETS)
-    except ImportError:
-        return list(TARGET_HELP)
+    return list(TARGETS)
 
 
 def export_args(run: str, weights: str, name: str, formats: list[str], input_size, fp16_onnx: bool,

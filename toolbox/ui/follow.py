@@ -6,6 +6,8 @@ import html
 
 import gradio as gr
 
+from ..errors import ToolboxError
+
 from .jobs import ACTIVE, JobView, tail
 from .runs import progress_of
 from .widgets import AppContext, badge, progress_html
@@ -93,6 +95,6 @@ class Follower:
             return "<div class='tb-progress-label'>No job to cancel.</div>"
         try:
             msg = self.ctx.jobs.cancel(int(job_id))
-        except Exception as e:  # noqa: BLE001
+        except (ToolboxError, OSError) as e:  # a job gone or unknown: say so on the page
             msg = str(e)
         return self.status_html(self.view(job_id)) + f"<div class='tb-progress-label'>{html.escape(msg)}</div>"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from ..errors import ToolboxError
+
 from .jobs import ACTIVE, JobView, tail
 from .widgets import AppContext, api_errors, badge, error_md, fmt_duration, fmt_time, intro, job_duration, progress_html
 
@@ -133,7 +135,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
             return "Pick a job first."
         try:
             return ctx.jobs.cancel(int(jid))
-        except Exception as e:  # noqa: BLE001
+        except (ToolboxError, OSError) as e:  # a job gone or unknown: say so on the page
             return error_md(e)
 
     table.select(on_select, [table], [job_id], api_visibility="private")

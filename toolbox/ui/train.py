@@ -14,14 +14,15 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from ..engine.config import TRAIN_DEFAULTS, model_recipe
 from ..errors import ToolboxError, UsageError
+from ..models import list_models, load_config
 from .follow import Follower
 from .jobs import ACTIVE, JobView
 from .safety import PathGuard
 from .widgets import AppContext, api_errors, error_md, intro, list_datasets
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
-TEST_MODEL = "tiny-test"
 
 # (flag, label, kind, help) for every training option; kind: int, float, text, bool, choice:a|b
 OPTIONS = [
@@ -50,58 +51,30 @@ DEFAULT_KEYS = {"--epochs": "epochs", "--max-steps": "max_steps", "--batch-size"
 
 # ---------------------------------------------------------------------- model zoo
 def zoo_rows() -> list[dict]:
-    """The model-zoo rows (toolbox.models.list_models), flattened for a table."""
-    try:
-        from ..models import list_models
-        models = list_models()
-    except (ImportError, AttributeError):
-        models = []
-    rows = []
-    for m in models:
-        zoo = m.get("zoo") if isinstance(m.get("zoo"), dict) else m
-        rows.append({"model": m.get("name") or m.get("model_name") or m.get("model"),
-                     "backbone": zoo.get("backbone", ""), "COCO AP": zoo.get("ap"), "AP50": zoo.get("ap50"),
-                     "params (M)": zoo.get("params_m"), "GFLOPs": zoo.get("gflops"),
-                     "FPS (T4 TRT fp16)": zoo.get("fps_t4")})
-    return [r for r in rows if r["model"]]
+    """The model-zoo rows (toolbox.models.list_models), named for a table."""
+    return [{"model": m["name"], "backbone": m.get("backbone") or "", "COCO AP": m.get("ap"), "AP50": m.get("ap50"),
+             "params (M)": m.get("params_m"), "GFLOPs": m.get("gflops"), "FPS (T4 TRT fp16)": m.get("fps_t4")}
+            for m in list_models()]
 
 
 def model_names() -> list[str]:
-    names = [r["model"] for r in zoo_rows()]
-    if not names and PIPELINES.is_dir():
-        names = sorted(p.stem for p in PIPELINES.glob("*.yaml") if p.stem != TEST_MODEL)
-    return names
+    return [r["model"] for r in zoo_rows()]
 
 
 def option_defaults(model: str | None) -> dict[str, object]:
-    """The value each option takes when left alone: the recipe defaults overlaid with the model's own."""
-    try:
-        from ..engine.config import TRAIN_DEFAULTS
-        values = dict(TRAIN_DEFAULTS)
-    except ImportError:
-        values = {}
-    cfg = _model_config(model)
-    values.update(cfg.get("train") or {})
+    """The value each option takes when left alone: what the engine resolves from its recipe defaults and
+    the model's pipelines/ file (toolbox.engine.config.model_recipe), so the form never re-derives them."""
+    values = dict(TRAIN_DEFAULTS)
+    cfg = load_config(model) if model else {}
+    recipe, _augment, info = model_recipe(cfg)
+    values.update(recipe)
     out: dict[str, object] = {flag: values.get(key) for flag, key in DEFAULT_KEYS.items()}
-    out["--input-size"] = cfg.get("input_size")
+    out["--lr"] = None  # blank: the engine's own rate (base rate, scaled as the config says)
+    out["--input-size"] = info.get("input_size")
     out["--sampling"] = ((cfg.get("transformer") or {}).get("sampling") or cfg.get("sampling") or "grid")
     if out.get("--max-steps") is None:
         out["--max-steps"] = 0
     return out
-
-
-def _model_config(model: str | None) -> dict:
-    if not model:
-        return {}
-    try:
-        from ..models import load_config
-        return load_config(model) or {}
-    except Exception:  # noqa: BLE001 - a custom name or config not loadable yet: no model defaults
-        path = PIPELINES / f"{model}.yaml"
-        if path.is_file():
-            import yaml
-            return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return {}
 
 
 # ---------------------------------------------------------------------- the command line
@@ -255,7 +228,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                       "The job runs in the background: curves, progress and log update live, and you can "
                       "cancel it or resume it from its last checkpoint."))
     zoo = zoo_rows()
-    names = [r["model"] for r in zoo] or model_names()
+    names = [r["model"] for r in zoo]
     first_model = "RT-DETR-R18" if "RT-DETR-R18" in names else (names[0] if names else None)
     datasets = list_datasets(ctx.workspace)
     first_ds = ctx.settings.get("demo") if ctx.settings.get("demo") in datasets else (datasets[0] if datasets else None)
@@ -313,7 +286,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
 
     def on_model(m):
-        d = option_defaults(m)
+        try:
+            d = option_defaults(m)
+        except ToolboxError:  # a typed name or path that is no model (yet): Start says why
+            return (gr.skip(), *[gr.skip()] * len(flags))
         return (d, *[gr.update(value=d.get(f) if d.get(f) is not None else None) for f in flags])
 
     def on_start(ds, m, r, dev, pre, init, ex, dflt, *vals):
