@@ -127,3 +127,15 @@ def test_form_defaults_come_from_the_engine_and_models():
     assert d["--input-size"] == info["input_size"]
     with pytest.raises(UsageError):
         option_defaults("no-such-model")
+
+
+def test_mixed_precision_only_on_a_gpu(tmp_path):
+    """The engine refuses --amp without a GPU, so the form never sends it for the CPU and greys the box out."""
+    from toolbox.ui.train import amp_box, build_args
+
+    guard = _guard(tmp_path)
+    cpu, _ = build_args("d", "RT-DETR-R18", "r", "cpu", "none", "", "", {"--amp": True}, {}, guard=guard)
+    gpu, _ = build_args("d", "RT-DETR-R18", "r", "gpu:0", "none", "", "", {"--amp": True}, {}, guard=guard)
+    assert "--amp" not in cpu and "--amp" in gpu
+    assert amp_box("cpu")["interactive"] is False and amp_box("cpu")["value"] is False
+    assert amp_box("gpu:0,1")["interactive"] is True

@@ -24,6 +24,8 @@ from .widgets import AppContext, api_errors, error_md, intro, list_datasets
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
+AMP_HELP = "faster on recent GPUs; off on the CPU (the engine only runs it on a GPU)"
+
 # (flag, label, kind, help) for every training option; kind: int, float, text, bool, choice:a|b
 OPTIONS = [
     ("--epochs", "Epochs", "int", "passes over the training images"),
@@ -40,7 +42,7 @@ OPTIONS = [
     ("--early-stop-patience", "Early-stop patience", "int", "evaluations without a better AP before stopping; 0: never"),
     ("--num-workers", "Data workers", "int", "processes decoding images"),
     ("--seed", "Seed", "int", "same seed, same data order and initialisation"),
-    ("--amp", "Mixed precision (GPU)", "bool", "faster on recent GPUs; ignored on CPU"),
+    ("--amp", "Mixed precision (GPU)", "bool", AMP_HELP),
 ]
 DEFAULT_KEYS = {"--epochs": "epochs", "--max-steps": "max_steps", "--batch-size": "batch_size",
                 "--grad-accum-steps": "grad_accum_steps", "--lr": "lr", "--warmup-steps": "warmup_steps",
@@ -102,10 +104,13 @@ def build_args(dataset: str, model: str, run: str, device: str, pretrained: str,
         args += ["--pretrained", pretrained]
     if init_from and init_from.strip():
         args += ["--init-from", init_from.strip()]
+    on_cpu = is_cpu(device)
     for flag, _label, kind, _help in OPTIONS:
         value = values.get(flag)
         if value is None or value == "":
             continue
+        if flag == "--amp" and on_cpu:
+            continue  # the engine refuses --amp without a GPU; the form greys the box out on the CPU
         if kind == "bool":
             if value:
                 args.append(flag)
@@ -126,6 +131,17 @@ def build_args(dataset: str, model: str, run: str, device: str, pretrained: str,
                 raise UsageError(f"override '{line}' is not KEY=VALUE (e.g. train.ema=false)")
             args += ["-o", line]
     return args, run
+
+
+def is_cpu(device: str | None) -> bool:
+    return (device or "cpu").strip().lower() == "cpu"
+
+
+def amp_box(device: str | None):
+    """The mixed-precision box for a device: usable on a GPU, unticked and greyed out on the CPU."""
+    if is_cpu(device):
+        return gr.update(interactive=False, value=False, info="GPU only: not available on the CPU")
+    return gr.update(interactive=True, info=AMP_HELP)
 
 
 def checked_config(guard: PathGuard, value: str) -> str:
@@ -258,8 +274,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                 elem = f"train-opt-{flag[2:]}"
                 value = defaults.get(flag)
                 if kind == "bool":
-                    widgets[flag] = gr.Checkbox(value=bool(value), label=label, info=help_, elem_id=elem,
-                                                min_width=200)
+                    on_cpu = flag == "--amp" and is_cpu(device.value)
+                    widgets[flag] = gr.Checkbox(value=bool(value) and not on_cpu, label=label, elem_id=elem,
+                                                info="GPU only: not available on the CPU" if on_cpu else help_,
+                                                interactive=not on_cpu, min_width=200)
                 elif kind.startswith("choice:"):
                     widgets[flag] = gr.Dropdown(kind.split(":", 1)[1].split("|"), value=value or "grid",
                                                 label=label, info=help_, elem_id=elem, min_width=200)
@@ -324,6 +342,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         return (*follower.tick(job_id, known), run_summary(view), loss, lr, mp)
 
     model.change(on_model, [model], [defaults_state, *widgets.values()], api_visibility="private")
+    device.change(amp_box, [device], [widgets["--amp"]], api_visibility="private")
     start.click(on_start, [dataset, model, run, device, pretrained, init_from, extra, defaults_state,
                            *widgets.values()], [message, *follower.outputs()], api_visibility="private")
     resume.click(on_resume, [follower.job], [message, *follower.outputs()], api_visibility="private")
