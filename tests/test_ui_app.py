@@ -79,6 +79,10 @@ def test_gradio_client_check_train_predict(tmp_path):
             time.sleep(3)
             state = client.predict(job, api_name="/job")
         assert state["status"] == "ok", state
+        # the CLI wrote the registry's job id into the run's start event: the UI follows it by id
+        from toolbox.events import read_events
+        starts = [e for e in read_events(ws / "runs" / "api-run" / "events.jsonl") if e["type"] == "start"]
+        assert [e.get("job") for e in starts] == [job]
         assert "run:api-run" in client.predict(api_name="/models")
 
         image = next((ws / "datasets" / "shapes" / "images").rglob("*.jpg"))
