@@ -105,7 +105,6 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                      object_fit="contain")
     vis = gr.Gallery(label="Predictions drawn on validation images", columns=4, height=420, elem_id="eval-vis")
     shown = gr.State(None)  # (run, metrics.json mtime) on screen, so the timer only reloads new results
-    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
     result_outputs = [head, coco, per_class, prs, vis]
 
     def stamp(r):
@@ -120,11 +119,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
             job_id = ctx.jobs.submit("eval", eval_args(r, w, d, s, t, n, guard=ctx.guard), name=r,
                                      out_dir=ctx.workspace.runs / r / "eval")
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *follower.skips())
         return (f"Started evaluation job #{job_id} of **{html.escape(r)}**.", *follower.select(job_id))
 
-    def tick(job_id, known, r, on_screen):
-        out = follower.tick(job_id, known)
+    def tick(job_id, known, followed, r, on_screen):
+        out, _view, _changed = follower.tick(job_id, known, followed)
         now = stamp(r)
         if on_screen is not None and list(on_screen) == list(now):
             return (*out, *[gr.skip()] * len(result_outputs), gr.skip())
@@ -140,11 +139,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     run.change(show, [run], [*result_outputs, shown], api_visibility="private")
     refresh_btn.click(refresh_lists, [run], [run, dataset], api_visibility="private")
     tab.select(refresh_lists, [run], [run, dataset], api_visibility="private")
-    timer.tick(tick, [*follower.inputs(), run, shown], [*follower.outputs(), *result_outputs, shown],
+    follower.timer.tick(tick, [*follower.inputs(), run, shown], [*follower.outputs(), *result_outputs, shown],
                api_visibility="private", show_progress="hidden")
     demo.load(refresh_lists, [run], [run, dataset], api_visibility="private").then(
         show, [run], [*result_outputs, shown], api_visibility="private")
-    return [timer]
+    return [follower.timer]
 
 
 def api(ctx: AppContext) -> None:

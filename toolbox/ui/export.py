@@ -182,7 +182,6 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     with gr.Row(elem_id="deploy-downloads"):
         buttons = [gr.DownloadButton(t, visible=False, elem_id=f"dl-{t}", size="md") for t in tlist]
     shown = gr.State(None)
-    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
     result_outputs = [head, fmt_table, parity, *buttons]
 
     def fingerprint(e):
@@ -198,18 +197,18 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
             args, export_name = export_args(r, w, n, f, s, fp, q, c, guard=ctx.guard)
             job_id = ctx.jobs.submit("export", args, name=export_name, out_dir=ctx.workspace.exports / export_name)
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *follower.skips())
         return (f"Started export job #{job_id}: **{html.escape(export_name)}**.", *follower.select(job_id))
 
     def on_deploy(e, t):
         try:
             job_id = ctx.jobs.submit("deploy", deploy_args(e, t, guard=ctx.guard), name=e, out_dir=ctx.workspace.sdk)
         except ToolboxError as err:
-            return (error_md(err), *[gr.skip()] * 4)
+            return (error_md(err), *follower.skips())
         return (f"Started deploy job #{job_id}: {len(t)} zip(s) for **{html.escape(e)}**.", *follower.select(job_id))
 
-    def tick(job_id, known, e, on_screen):
-        out = follower.tick(job_id, known)
+    def tick(job_id, known, followed, e, on_screen):
+        out, _view, _changed = follower.tick(job_id, known, followed)
         exports_now = list_exports(ctx.workspace)
         if (e is None or e not in exports_now) and exports_now:
             e = exports_now[0]
@@ -229,12 +228,12 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     export_pick.change(show, [export_pick], [*result_outputs, shown], api_visibility="private")
     refresh_btn.click(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private")
     tab.select(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private")
-    timer.tick(tick, [*follower.inputs(), export_pick, shown],
+    follower.timer.tick(tick, [*follower.inputs(), export_pick, shown],
                [*follower.outputs(), export_pick, *result_outputs, shown], api_visibility="private",
                show_progress="hidden")
     demo.load(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private").then(
         show, [export_pick], [*result_outputs, shown], api_visibility="private")
-    return [timer]
+    return [follower.timer]
 
 
 def api(ctx: AppContext) -> None:

@@ -254,6 +254,10 @@ class JobManager:
             return None
         return JobView(row, job_events(row, self.workspace))
 
+    def latest_active(self) -> dict | None:
+        """The newest queued or running job of any kind, or None."""
+        return next((r for r in self.jobs() if r["status"] in ACTIVE), None)
+
     def latest(self, kind: str, active_first: bool = True) -> dict | None:
         """The newest job of a kind (a running or queued one first): what a page follows by default."""
         rows = [r for r in self.jobs() if r["kind"] == kind]

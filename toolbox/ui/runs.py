@@ -11,6 +11,7 @@ import pandas as pd
 from ..errors import ToolboxError
 
 from .jobs import ACTIVE, JobView, tail
+from .pace import ACTIVE_POLL_S, IDLE_POLL_S
 from .widgets import AppContext, api_errors, badge, error_md, fmt_duration, fmt_time, intro, job_duration, progress_html
 
 COLUMNS = ["job", "kind", "name", "status", "progress", "started", "duration", "result"]
@@ -118,7 +119,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     progress = gr.HTML(elem_id="runs-progress")
     log = gr.Textbox(label="Log (last lines)", lines=14, max_lines=14, interactive=False,
                      elem_classes=["tb-log"], elem_id="runs-log", autoscroll=True)
-    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
+    timer = gr.Timer(ACTIVE_POLL_S, active=False)  # the shell runs it while this tab is shown
+    shown = gr.State(None)  # the table and detail on screen, so an unchanged tick sends nothing
 
     def on_select(evt: gr.SelectData, df: pd.DataFrame):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -129,6 +131,17 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
 
     def refresh_all(jid):
         return (jobs_table(ctx), *job_detail(ctx, jid))
+
+    def tick(jid, on_screen):
+        """Like refresh_all, but "no update" when nothing changed, and a slower pace with no job active."""
+        table_now = jobs_table(ctx)
+        values = (table_now, *job_detail(ctx, jid))
+        key = [table_now.to_json(), *values[1:]]
+        busy = ctx.jobs.latest_active() is not None
+        pace = gr.update(value=ACTIVE_POLL_S if busy else IDLE_POLL_S)
+        if on_screen is not None and key == on_screen:
+            return (*[gr.skip()] * 4, gr.skip(), pace)
+        return (*values, key, pace)
 
     def do_cancel(jid):
         if jid in (None, ""):
@@ -142,7 +155,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     job_id.change(lambda j: job_detail(ctx, j), [job_id], [header, progress, log], api_visibility="private")
     refresh.click(refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
     tab.select(refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
-    timer.tick(refresh_all, [job_id], [table, header, progress, log], api_visibility="private",
+    timer.tick(tick, [job_id, shown], [table, header, progress, log, shown, timer], api_visibility="private",
                show_progress="hidden")
     cancel.click(do_cancel, [job_id], [message], api_visibility="private").then(
         refresh_all, [job_id], [table, header, progress, log], api_visibility="private")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -195,8 +196,24 @@ def resume_args(view: JobView) -> list[str]:
 MAIN_LOSS = re.compile(r"^loss(_[a-z]+)?$")
 
 
+LOSS_COLUMNS = {"step": "int64", "value": "float64", "series": "string"}
+LR_COLUMNS = {"step": "int64", "lr": "float64"}
+MAP_COLUMNS = {"step": "int64", "value": "float64", "series": "string"}
+
+
+def typed(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    """A plot table with fixed column types, even when empty.
+
+    Why: Gradio's LinePlot builds its chart once, from the column types of the first table it gets, and
+    later only swaps the data; an empty table has `object` columns, which it takes as categories, so the
+    chart would plot numbers as unordered text labels for the rest of the page's life.
+    """
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
 def curves(view: JobView | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(loss, lr, mAP) tables for the line plots, from a job's log and eval events."""
+    """(loss, lr, mAP) tables for the line plots, from a job's log and eval events: numeric step and
+    value columns, one series per main loss, lr on its own, AP and AP50 per evaluation."""
     loss_rows, lr_rows, map_rows = [], [], []
     for ev in (view.events if view else []):
         if ev.get("type") == "log" and ev.get("step") is not None:
@@ -214,9 +231,44 @@ def curves(view: JobView | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
             for k in ("AP", "AP50"):
                 if m.get(k) is not None:
                     map_rows.append({"step": step, "value": float(m[k]), "series": k})
-    return (pd.DataFrame(loss_rows, columns=["step", "value", "series"]),
-            pd.DataFrame(lr_rows, columns=["step", "lr"]),
-            pd.DataFrame(map_rows, columns=["step", "value", "series"]))
+    return typed(loss_rows, LOSS_COLUMNS), typed(lr_rows, LR_COLUMNS), typed(map_rows, MAP_COLUMNS)
+
+
+def series_of(table: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(table["series"].tolist()))
+
+
+@dataclass
+class PlotsShown:
+    """What the browser's plots show: the events stamp, and per coloured plot the series of its data and
+    of its legend.
+
+    Why the legend is tracked: LinePlot takes its colours and legend from the data it had when the chart
+    was built, and later only swaps the data. When the series change (the first log, the first
+    evaluation) the legend must be named (`colors_in_legend`), which rebuilds the chart from the data it
+    holds at that moment; sent together with new data, the rebuild would use the old data. So new data
+    goes first, and the legend on the next tick, alone.
+    """
+
+    stamp: list | None = None
+    data: dict = field(default_factory=dict)     # plot → series of the data on screen
+    legend: dict = field(default_factory=dict)   # plot → series named in its legend
+
+    @classmethod
+    def of(cls, value) -> "PlotsShown":
+        return value if isinstance(value, PlotsShown) else cls()
+
+    def legend_pending(self) -> bool:
+        return any(series and self.legend.get(k) != series for k, series in self.data.items())
+
+    def update(self, plot: str, table: pd.DataFrame, before: "PlotsShown"):
+        on_screen = before.data.get(plot)
+        if on_screen and before.legend.get(plot) != on_screen:
+            self.legend[plot] = on_screen
+            self.stamp = None  # this plot's new data waits for the next tick
+            return gr.update(colors_in_legend=on_screen)
+        self.data[plot] = series_of(table)
+        return table
 
 
 def run_summary(view: JobView | None) -> str:
@@ -295,13 +347,15 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     gr.Markdown("### Progress")
     follower = Follower(ctx, ("train",), "train", label="Training job")
     summary = gr.Markdown(elem_id="train-summary")
+    loss0, lr0, map0 = curves(None)  # typed from the start: the charts keep the first column types
     with gr.Row():
-        loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=260,
-                                elem_id="train-loss-plot")
-        lr_plot = gr.LinePlot(x="step", y="lr", title="Learning rate", height=260, elem_id="train-lr-plot")
-        map_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation mAP", height=260,
-                               elem_id="train-map-plot", y_lim=[0, None])
-    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
+        loss_plot = gr.LinePlot(loss0, x="step", y="value", color="series", title="Loss", height=260,
+                                elem_id="train-loss-plot", y_title="loss")
+        lr_plot = gr.LinePlot(lr0, x="step", y="lr", title="Learning rate", height=260, elem_id="train-lr-plot",
+                              y_title="learning rate")
+        map_plot = gr.LinePlot(map0, x="step", y="value", color="series", title="Validation mAP", height=260,
+                               elem_id="train-map-plot", y_title="AP (0-1)")
+    plotted = gr.State(None)  # (job, number of events) the plots and summary show
 
     def on_model(m):
         try:
@@ -316,7 +370,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                                         guard=ctx.guard)
             job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *follower.skips())
         status = ctx.jobs.registry.get(job_id)["status"]
         note = " It is **queued** until the running training job on this device ends." if status == "queued" else ""
         return (f"Started job #{job_id}: run **{html.escape(run_name)}**.{note}", *follower.select(job_id))
@@ -332,30 +386,38 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
             name = view.row.get("name") or ""
             new_id = ctx.jobs.submit("train", args, name=name, out_dir=view.row.get("out_dir") or "")
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *follower.skips())
         return (f"Resuming **{html.escape(name)}** from its last checkpoint as job #{new_id}.",
                 *follower.select(new_id))
 
-    def refresh(job_id, known):
-        view = follower.view(job_id)
+    def refresh(job_id, known, shown, on_plots):
+        out, view, _changed = follower.tick(job_id, known, shown)
+        stamp = None if view is None else [view.id, view.status, len(view.events)]
+        plots = PlotsShown.of(on_plots)
+        if stamp == plots.stamp and not plots.legend_pending():
+            return (*out, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())  # nothing new: no redraw
         loss, lr, mp = curves(view)
-        return (*follower.tick(job_id, known), run_summary(view), loss, lr, mp)
+        now = PlotsShown(stamp, dict(plots.data), dict(plots.legend))
+        return (*out, run_summary(view), now.update("loss", loss, plots), lr, now.update("map", mp, plots),
+                now)
 
     model.change(on_model, [model], [defaults_state, *widgets.values()], api_visibility="private")
     device.change(amp_box, [device], [widgets["--amp"]], api_visibility="private")
     start.click(on_start, [dataset, model, run, device, pretrained, init_from, extra, defaults_state,
                            *widgets.values()], [message, *follower.outputs()], api_visibility="private")
     resume.click(on_resume, [follower.job], [message, *follower.outputs()], api_visibility="private")
-    live = [*follower.outputs(), summary, loss_plot, lr_plot, map_plot]
-    timer.tick(refresh, follower.inputs(), live, api_visibility="private", show_progress="hidden")
-    follower.job.change(refresh, follower.inputs(), live, api_visibility="private", show_progress="hidden")
+    live = [*follower.outputs(), summary, loss_plot, lr_plot, map_plot, plotted]
+    follower.timer.tick(refresh, [*follower.inputs(), plotted], live, api_visibility="private",
+                        show_progress="hidden")
+    follower.job.change(refresh, [*follower.inputs(), plotted], live, api_visibility="private",
+                        show_progress="hidden")
     def refresh_datasets(current):
         names = list_datasets(ctx.workspace)
         return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
 
     demo.load(refresh_datasets, [dataset], [dataset], api_visibility="private")
     tab.select(refresh_datasets, [dataset], [dataset], api_visibility="private")
-    return [timer]
+    return [follower.timer]
 
 
 # ---------------------------------------------------------------------- API endpoints
