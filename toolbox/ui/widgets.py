@@ -16,6 +16,7 @@ from ..errors import ToolboxError
 from ..workspace import Workspace
 from .jobs import JobManager
 from .outbox import Outbox
+from .predictors import PredictorCache
 from .safety import PathGuard
 
 BADGE_CLASS = {"ok": "ok", "pass": "ok", "running": "running", "queued": "queued", "failed": "failed",
@@ -31,6 +32,7 @@ class AppContext:
     guard: PathGuard
     settings: dict = field(default_factory=dict)
     outbox: Outbox = field(default_factory=Outbox)
+    predictors: PredictorCache = field(default_factory=PredictorCache)
 
 
 def badge(status: str, text: str | None = None) -> str:
