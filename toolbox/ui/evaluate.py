@@ -139,8 +139,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     run.change(show, [run], [*result_outputs, shown], api_visibility="private")
     refresh_btn.click(refresh_lists, [run], [run, dataset], api_visibility="private")
     tab.select(refresh_lists, [run], [run, dataset], api_visibility="private")
-    follower.timer.tick(tick, [*follower.inputs(), run, shown], [*follower.outputs(), *result_outputs, shown],
-               api_visibility="private", show_progress="hidden")
+    follower.watch(tick, [*follower.inputs(), run, shown], [*follower.outputs(), *result_outputs, shown])
     demo.load(refresh_lists, [run], [run, dataset], api_visibility="private").then(
         show, [run], [*result_outputs, shown], api_visibility="private")
     return [follower.timer]

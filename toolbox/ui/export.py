@@ -228,9 +228,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     export_pick.change(show, [export_pick], [*result_outputs, shown], api_visibility="private")
     refresh_btn.click(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private")
     tab.select(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private")
-    follower.timer.tick(tick, [*follower.inputs(), export_pick, shown],
-               [*follower.outputs(), export_pick, *result_outputs, shown], api_visibility="private",
-               show_progress="hidden")
+    follower.watch(tick, [*follower.inputs(), export_pick, shown],
+                   [*follower.outputs(), export_pick, *result_outputs, shown])
     demo.load(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private").then(
         show, [export_pick], [*result_outputs, shown], api_visibility="private")
     return [follower.timer]

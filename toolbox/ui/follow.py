@@ -24,7 +24,13 @@ def job_label(row: dict) -> str:
 
 class Follower:
     """UI block following the jobs of some kinds; `tick` gives fresh values for its outputs, or
-    "no update" for all of them while nothing the block shows has changed (an idle page stays still)."""
+    "no update" for all of them while nothing the block shows has changed.
+
+    An idle page must not touch the browser at all: Gradio redraws a progress overlay on every output
+    of every call, even one that returns "no update". So the timer's call (`poll`) has a single output,
+    an invisible State holding the block's stamp; the page's refresh listens to that State's change
+    (`watch`) and runs only when the stamp moved.
+    """
 
     def __init__(self, ctx: AppContext, kinds: tuple[str, ...], prefix: str, label: str = "Job"):
         self.ctx, self.kinds, self.prefix = ctx, kinds, prefix
@@ -40,6 +46,7 @@ class Follower:
                                   elem_classes=["tb-log"], elem_id=f"{prefix}-log", autoscroll=True)
         self.known = gr.State(choices)  # the choices the browser has, so a tick only resends new ones
         self.shown = gr.State(None)  # the stamp of what the browser shows (see `stamp`)
+        self.signal = gr.State(None)  # the stamp `poll` last saw; its change runs the page's refresh
         # the page's refresh timer; the app shell runs it only while the page's tab is shown
         self.timer = gr.Timer(ACTIVE_POLL_S, active=False)
         self.cancel.click(self._cancel, [self.job], [self.status], api_visibility="private")
@@ -96,6 +103,22 @@ class Follower:
     def interval(view: JobView | None, choices_rows: list[dict]) -> float:
         busy = (view is not None and view.status in ACTIVE) or any(r["status"] in ACTIVE for r in choices_rows)
         return ACTIVE_POLL_S if busy else IDLE_POLL_S
+
+    def poll(self, job_id, signal):
+        """The timer's call: (new stamp and poll interval) when the block would change, else no update."""
+        view = self.view(job_id)
+        rows = self.rows()
+        interval = self.interval(view, rows)
+        stamp = [*self.stamp(view, [(job_label(r), int(r["id"])) for r in rows]), interval]
+        if stamp == signal:
+            return gr.skip(), gr.skip()
+        return stamp, gr.update(value=interval)
+
+    def watch(self, fn, inputs: list, outputs: list):
+        """Run `fn` (the page's refresh) whenever `poll` sees a change; returns the event for `.then`."""
+        self.timer.tick(self.poll, [self.job, self.signal], [self.signal, self.timer], api_visibility="private",
+                        show_progress="hidden")
+        return self.signal.change(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
 
     def tick(self, job_id, known, shown) -> tuple[tuple, JobView | None, bool]:
         """(values for `outputs()`, the followed job's view, whether anything changed)."""

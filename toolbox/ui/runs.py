@@ -120,7 +120,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     log = gr.Textbox(label="Log (last lines)", lines=14, max_lines=14, interactive=False,
                      elem_classes=["tb-log"], elem_id="runs-log", autoscroll=True)
     timer = gr.Timer(ACTIVE_POLL_S, active=False)  # the shell runs it while this tab is shown
-    shown = gr.State(None)  # the table and detail on screen, so an unchanged tick sends nothing
+    signal = gr.State(None)  # the table and detail `poll` last saw; its change redraws them (see follow.py)
 
     def on_select(evt: gr.SelectData, df: pd.DataFrame):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -132,16 +132,14 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     def refresh_all(jid):
         return (jobs_table(ctx), *job_detail(ctx, jid))
 
-    def tick(jid, on_screen):
-        """Like refresh_all, but "no update" when nothing changed, and a slower pace with no job active."""
+    def poll(jid, seen):
+        """The timer's call: a new signal (and pace) only when the table or the detail would change."""
         table_now = jobs_table(ctx)
-        values = (table_now, *job_detail(ctx, jid))
-        key = [table_now.to_json(), *values[1:]]
-        busy = ctx.jobs.latest_active() is not None
-        pace = gr.update(value=ACTIVE_POLL_S if busy else IDLE_POLL_S)
-        if on_screen is not None and key == on_screen:
-            return (*[gr.skip()] * 4, gr.skip(), pace)
-        return (*values, key, pace)
+        interval = ACTIVE_POLL_S if ctx.jobs.latest_active() is not None else IDLE_POLL_S
+        key = [table_now.to_json(), *job_detail(ctx, jid), interval]
+        if key == seen:
+            return gr.skip(), gr.skip()
+        return key, gr.update(value=interval)
 
     def do_cancel(jid):
         if jid in (None, ""):
@@ -155,8 +153,9 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     job_id.change(lambda j: job_detail(ctx, j), [job_id], [header, progress, log], api_visibility="private")
     refresh.click(refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
     tab.select(refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
-    timer.tick(tick, [job_id, shown], [table, header, progress, log, shown, timer], api_visibility="private",
-               show_progress="hidden")
+    timer.tick(poll, [job_id, signal], [signal, timer], api_visibility="private", show_progress="hidden")
+    signal.change(refresh_all, [job_id], [table, header, progress, log], api_visibility="private",
+                  show_progress="hidden")
     cancel.click(do_cancel, [job_id], [message], api_visibility="private").then(
         refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
     return [timer]

@@ -247,7 +247,7 @@ class PlotsShown:
     was built, and later only swaps the data. When the series change (the first log, the first
     evaluation) the legend must be named (`colors_in_legend`), which rebuilds the chart from the data it
     holds at that moment; sent together with new data, the rebuild would use the old data. So new data
-    goes first, and the legend on the next tick, alone.
+    goes first, and the legend right after it, in a call of its own (`.then`).
     """
 
     stamp: list | None = None
@@ -258,17 +258,13 @@ class PlotsShown:
     def of(cls, value) -> "PlotsShown":
         return value if isinstance(value, PlotsShown) else cls()
 
-    def legend_pending(self) -> bool:
-        return any(series and self.legend.get(k) != series for k, series in self.data.items())
-
-    def update(self, plot: str, table: pd.DataFrame, before: "PlotsShown"):
-        on_screen = before.data.get(plot)
-        if on_screen and before.legend.get(plot) != on_screen:
-            self.legend[plot] = on_screen
-            self.stamp = None  # this plot's new data waits for the next tick
-            return gr.update(colors_in_legend=on_screen)
-        self.data[plot] = series_of(table)
-        return table
+    def legend_update(self, plot: str):
+        """Name the legend when the plot's data has series its legend lacks, else no update."""
+        series = self.data.get(plot)
+        if not series or self.legend.get(plot) == series:
+            return gr.skip()
+        self.legend[plot] = series
+        return gr.update(colors_in_legend=series)
 
 
 def run_summary(view: JobView | None) -> str:
@@ -394,12 +390,17 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         out, view, _changed = follower.tick(job_id, known, shown)
         stamp = None if view is None else [view.id, view.status, len(view.events)]
         plots = PlotsShown.of(on_plots)
-        if stamp == plots.stamp and not plots.legend_pending():
+        if stamp == plots.stamp:
             return (*out, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())  # nothing new: no redraw
         loss, lr, mp = curves(view)
-        now = PlotsShown(stamp, dict(plots.data), dict(plots.legend))
-        return (*out, run_summary(view), now.update("loss", loss, plots), lr, now.update("map", mp, plots),
-                now)
+        now = PlotsShown(stamp, {"loss": series_of(loss), "map": series_of(mp)}, dict(plots.legend))
+        return (*out, run_summary(view), loss, lr, mp, now)
+
+    def name_legends(on_plots):
+        """After new data: name the series of a plot whose series changed (see PlotsShown)."""
+        plots = PlotsShown.of(on_plots)
+        ups = [plots.legend_update(k) for k in ("loss", "map")]
+        return (*ups, plots)
 
     model.change(on_model, [model], [defaults_state, *widgets.values()], api_visibility="private")
     device.change(amp_box, [device], [widgets["--amp"]], api_visibility="private")
@@ -407,10 +408,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                            *widgets.values()], [message, *follower.outputs()], api_visibility="private")
     resume.click(on_resume, [follower.job], [message, *follower.outputs()], api_visibility="private")
     live = [*follower.outputs(), summary, loss_plot, lr_plot, map_plot, plotted]
-    follower.timer.tick(refresh, [*follower.inputs(), plotted], live, api_visibility="private",
-                        show_progress="hidden")
+    legends = dict(fn=name_legends, inputs=[plotted], outputs=[loss_plot, map_plot, plotted],
+                   api_visibility="private", show_progress="hidden")
+    follower.watch(refresh, [*follower.inputs(), plotted], live).then(**legends)
     follower.job.change(refresh, [*follower.inputs(), plotted], live, api_visibility="private",
-                        show_progress="hidden")
+                        show_progress="hidden").then(**legends)
     def refresh_datasets(current):
         names = list_datasets(ctx.workspace)
         return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
