@@ -65,6 +65,10 @@ def test_gradio_client_check_train_predict(tmp_path):
         report = client.predict(str(src), "shapes", api_name="/check")
         assert report["check_pass"] is True and report["name"] == "shapes", report
         assert report["report"]["attributes"]["train_samples"] == 10
+        # the import ran as a recorded job (a CLI child process), not inside the request
+        from toolbox.workspace import Workspace
+        row = Workspace(ws).registry().get(report["job"])
+        assert row["kind"] == "check" and row["status"] == "ok" and row["args"][:2] == ["check", str(src)], row
         # paths outside the workspace and --data-dir folders are refused
         refused = client.predict("/etc", "etc", api_name="/check")
         assert refused["check_pass"] is False and "outside the folders" in refused["error"]

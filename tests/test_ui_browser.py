@@ -257,6 +257,7 @@ def _assert_still(page, elem_ids: list[str], seconds: float) -> None:
 
 def _assert_images_load(page, elem_id: str, workspace: str) -> None:
     """The pictures of #elem_id really load (decoded, non-zero size), from a published copy, not the workspace."""
+    page.locator(f"#{elem_id}").scroll_into_view_if_needed()  # galleries load their pictures lazily
     page.wait_for_function(f"""() => [...document.querySelectorAll('#{elem_id} img')].length > 0 &&
         [...document.querySelectorAll('#{elem_id} img')].every(i => i.complete && i.naturalWidth > 0)""",
                            timeout=30000)

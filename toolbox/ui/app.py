@@ -100,19 +100,25 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 short = module_name.rsplit(".", 1)[-1]
                 with gr.Tab(label, id=short, elem_id=f"tab-{short}") as tab:
                     pages.append((tab, _build_page(ctx, module_name, demo, tab)))
-        _wire_timers(pages)
+        _wire_timers(demo, pages)
     return demo
 
 
-def _wire_timers(pages: list[tuple[gr.Tab, list[gr.Timer]]]) -> None:
-    """Only the shown page's timers tick: a hidden page needs no refresh, and two cores need the time."""
+def _wire_timers(demo: gr.Blocks, pages: list[tuple[gr.Tab, list[gr.Timer]]]) -> None:
+    """Only the shown page's timers tick: a hidden page needs no refresh, and two cores need the time.
+    The first page is shown when the app opens, so its timers start then."""
     all_timers = [t for _, timers in pages for t in timers]
     if not all_timers:
         return
-    for tab, timers in pages:
+    for i, (tab, timers) in enumerate(pages):
         mine = {id(t) for t in timers}
-        tab.select(lambda mine=mine: [gr.Timer(active=id(t) in mine) for t in all_timers], None, all_timers,
-                   api_visibility="private", show_progress="hidden")
+
+        def only(mine=mine):
+            return [gr.update(active=id(t) in mine) for t in all_timers]
+
+        tab.select(only, None, all_timers, api_visibility="private", show_progress="hidden")
+        if i == 0:
+            demo.load(only, None, all_timers, api_visibility="private", show_progress="hidden")
 
 
 def _build_page(ctx: AppContext, module_name: str, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:

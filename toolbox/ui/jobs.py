@@ -29,7 +29,7 @@ from ..errors import EXIT_CANCELLED, UsageError
 from ..events import read_events
 from ..workspace import ENV_JOB_ID, JobRegistry, Workspace
 
-JOB_KINDS = ("train", "eval", "export", "deploy")
+JOB_KINDS = ("check", "convert", "train", "eval", "export", "deploy")
 ACTIVE = ("queued", "running")
 CANCEL_GRACE_S = 20.0
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding toolbox/

@@ -29,6 +29,8 @@ def progress_of(view: JobView) -> tuple[float | None, str]:
         return frac, status
     if log is None:
         started = view.last("start")
+        if view.row.get("kind") in ("check", "convert"):
+            return None, "importing… (its log says how far)"
         return 0.0, "starting…" if started is None else "started, waiting for the first step"
     frac = _fraction(log)
     parts = []
