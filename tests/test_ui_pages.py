@@ -139,3 +139,26 @@ def test_mixed_precision_only_on_a_gpu(tmp_path):
     assert "--amp" not in cpu and "--amp" in gpu
     assert amp_box("cpu")["interactive"] is False and amp_box("cpu")["value"] is False
     assert amp_box("gpu:0,1")["interactive"] is True
+
+
+def test_plan_shows_the_engines_schedule_and_a_measured_time(session_workspace, tiny_dataset, tiny_run):
+    """The plan reads the engine's resolution of the form and the speed a run of the same model logged;
+    the CPU proposal fits its time budget at that speed."""
+    from toolbox.engine.config import load
+    from toolbox.ui import plan as P
+
+    ws = session_workspace
+    speed = P.measured_speed(ws, "tiny-test", "cpu")
+    assert speed is not None and speed.images_per_s > 0 and speed.input_size == load(tiny_run / "config.yaml")["model"]["input_size"]
+    assert P.measured_speed(ws, "RT-DETR-R18", "cpu") is None  # another model: no figure borrowed
+    names, n_train = P.dataset_facts(ws, tiny_dataset)
+    cfg = P.resolved("tiny-test", names, {"epochs": 3, "batch_size": 2}, {})
+    md = P.plan_md(ws, tiny_dataset, "tiny-test", "cpu", {"epochs": 3, "batch_size": 2}, {}, speed)
+    steps = P.planned_steps(n_train, cfg)
+    assert steps == 3 * -(-n_train // 2)
+    assert f"**{steps} steps**" in md and f"learning rate {cfg['train']['lr']:.3g}" in md and "about" in md
+    assert "not measured" in P.plan_md(ws, tiny_dataset, "tiny-test", "cpu", {}, {}, None)
+    prop = P.cpu_proposal(120, speed, 640)
+    assert prop["--input-size"] == 320
+    spent = prop["--epochs"] * 120 * speed.seconds_per_image(320)
+    assert spent <= P.CPU_BUDGET_S and (prop["--epochs"] == 1 or spent + 120 * speed.seconds_per_image(320) > P.CPU_BUDGET_S)

@@ -15,13 +15,14 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from ..engine.config import TRAIN_DEFAULTS, model_recipe
+from ..engine.config import TRAIN_DEFAULTS, model_recipe, parse_overrides
 from ..errors import ToolboxError, UsageError
 from ..models import list_models, load_config
 from .follow import Follower
+from . import plan as P
 from .jobs import ACTIVE, JobView
 from .safety import PathGuard
-from .widgets import AppContext, api_errors, error_md, intro, list_datasets
+from .widgets import AppContext, api_errors, error_md, fmt_duration, intro, list_datasets
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
@@ -339,6 +340,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         resume = gr.Button("Resume the followed run", elem_id="train-resume")
+    with gr.Group():
+        plan = gr.Markdown(elem_id="train-plan")
+        with gr.Row():
+            propose = gr.Button("Use CPU-sized settings", elem_id="train-propose", visible=False)
+            measure = gr.Button("Measure speed (short probe run)", elem_id="train-measure", size="sm")
     message = gr.Markdown(elem_id="train-message")
     gr.Markdown("### Progress")
     follower = Follower(ctx, ("train",), "train", label="Training job")
@@ -402,6 +408,71 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         ups = [plots.legend_update(k) for k in ("loss", "map")]
         return (*ups, plots)
 
+    def form_options(dev, dflt, vals) -> dict:
+        """The form as engine options (None: left at the default), as build_args passes them."""
+        out = {}
+        for (flag, _l, kind, _h), v in zip(OPTIONS, vals):
+            key = DEFAULT_KEYS.get(flag) or flag[2:].replace("-", "_")
+            if v in (None, "") or _same(v, (dflt or {}).get(flag)) or (flag == "--max-steps" and not v):
+                out[key] = None
+            elif flag == "--amp":
+                out[key] = bool(v) and not is_cpu(dev) or None
+            else:
+                out[key] = int(v) if kind == "int" else float(v) if kind == "float" else v
+        out["device"] = (dev or "cpu").strip()
+        return out
+
+    def on_plan(ds, m, dev, ex, dflt, *vals):
+        if not ds or not m:
+            return "Pick a dataset and a model to see the plan.", gr.update(visible=False)
+        try:
+            speed = P.measured_speed(ctx.workspace, m, (dev or "cpu").strip())
+            text = P.plan_md(ctx.workspace, ds, m, dev, form_options(dev, dflt, vals), parse_overrides(ex), speed)
+            if is_cpu(dev):
+                _names, n_train = P.dataset_facts(ctx.workspace, ds)
+                size = int((dflt or {}).get("--input-size") or 640)
+                if speed is None:
+                    text += ("\n\n**On the CPU** the recipe's defaults take far too long: measure the speed "
+                             "first, and a CPU-sized proposal appears here.")
+                    return text, gr.update(visible=False)
+                prop = P.cpu_proposal(n_train, speed, size)
+                text += (f"\n\n**CPU-sized proposal:** input {prop['--input-size']} px, {prop['--epochs']} "
+                         f"epochs of batch {prop['--batch-size']}, evaluated every {prop['--eval-interval']} "
+                         f"epoch(s): about {fmt_duration(P.CPU_BUDGET_S)} or less of training here.")
+                return text, gr.update(visible=True, value=f"Use CPU-sized settings ({prop['--epochs']} epochs "
+                                                         f"at {prop['--input-size']} px)")
+            return text, gr.update(visible=False)
+        except ToolboxError as e:
+            return error_md(e), gr.update(visible=False)
+
+    def on_propose(ds, m, dev, dflt):
+        speed = P.measured_speed(ctx.workspace, m, (dev or "cpu").strip())
+        if speed is None or not ds:
+            return [gr.skip()] * len(flags)
+        _names, n_train = P.dataset_facts(ctx.workspace, ds)
+        prop = P.cpu_proposal(n_train, speed, int((dflt or {}).get("--input-size") or 640))
+        return [gr.update(value=prop[f]) if f in prop else gr.skip() for f in flags]
+
+    def on_measure(ds, m, dev):
+        try:
+            size = min(int(option_defaults(m).get("--input-size") or 640), P.CPU_INPUT_SIZE) if is_cpu(dev) else None
+            name = f"{P.probe_run_name(m, size or 0)}-{datetime.now():%Y%m%d-%H%M%S}"
+            values = {"--max-steps": P.PROBE_STEPS, "--log-interval": 1, "--batch-size": 4, "--epochs": 1,
+                      "--input-size": size}
+            args, run_name = build_args(ds, m, name, dev, "none", "", "", values, {}, guard=ctx.guard)
+            job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
+        except ToolboxError as e:
+            return (error_md(e), *follower.skips())
+        return (f"Measuring: probe job #{job_id} trains {P.PROBE_STEPS} steps from scratch; the plan shows "
+                "the time once it has logged them.", *follower.select(job_id))
+
+    plan_inputs = [dataset, model, device, extra, defaults_state, *widgets.values()]
+    gr.on([dataset.change, model.change, device.change, extra.change, *[w.change for w in widgets.values()],
+           demo.load, follower.signal.change], on_plan, plan_inputs, [plan, propose], api_visibility="private",
+          show_progress="hidden")
+    propose.click(on_propose, [dataset, model, device, defaults_state], list(widgets.values()),
+                  api_visibility="private")
+    measure.click(on_measure, [dataset, model, device], [message, *follower.outputs()], api_visibility="private")
     model.change(on_model, [model], [defaults_state, *widgets.values()], api_visibility="private")
     device.change(amp_box, [device], [widgets["--amp"]], api_visibility="private")
     start.click(on_start, [dataset, model, run, device, pretrained, init_from, extra, defaults_state,
