@@ -227,8 +227,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         check_btn = gr.Button("Check", variant="primary", elem_id="data-check")
         convert_btn = gr.Button("Import without failing", elem_id="data-convert")
     message = gr.Markdown(elem_id="data-message")
-    with gr.Accordion("Import jobs", open=False, elem_id="data-jobs"):
-        follower = Follower(ctx, ("check", "convert"), "data", label="Import job")
+    # not in a closed accordion: Gradio mounts no component there, so its timer would never tick
+    follower = Follower(ctx, ("check", "convert"), "import", label="Import job")
     reported = gr.State(None)  # (job, status) whose report is on screen
     gr.Markdown("### Report")
     with gr.Row():
@@ -268,8 +268,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         if job is None:  # checked in place
             return ("", *show(ctx, ds, err), gr.update(choices=list_datasets(ctx.workspace), value=ds),
                     *follower.skips())
-        return (f"Importing **{html.escape(ds)}** as job #{job}: its log is under *Import jobs*; the report "
-                "appears here when it ends.", *[gr.skip()] * len(outputs), gr.skip(), *follower.select(job))
+        return (f"Importing **{html.escape(ds)}** as job #{job}: its progress is in the log below; the report "
+                "appears when it ends.", *[gr.skip()] * len(outputs), gr.skip(), *follower.select(job))
 
     def follow_import(job_id, known, shown, on_screen):
         """The import job's block; when the followed job has ended, its dataset's report (once)."""
