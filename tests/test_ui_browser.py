@@ -53,6 +53,7 @@ def test_whole_wizard(tmp_path):
             page.locator("#data-path textarea, #data-path input").first.fill(str(src))
             page.locator("#data-name textarea, #data-name input").first.fill("parts")
             page.locator("#data-check").click()
+            wait_text(page, "data-message", "as job #", timeout=60)  # an import is a job
             status = wait_text(page, "data-status", "parts", timeout=180)
             assert "check passed" in status
             assert "12" in text_of(page, "data-counts")  # train images
@@ -62,7 +63,7 @@ def test_whole_wizard(tmp_path):
             # a path outside the allowed folders is refused with a clear message
             page.locator("#data-path textarea, #data-path input").first.fill("/etc")
             page.locator("#data-check").click()
-            wait_text(page, "data-status", "outside the folders", timeout=60)
+            wait_text(page, "data-message", "outside the folders", timeout=60)
 
             # 2. Train the tiny model 2 epochs of 3 steps, evaluated after each: numeric curves, and an
             #    idle page that does not redraw
@@ -129,9 +130,12 @@ def test_whole_wizard(tmp_path):
             page.wait_for_timeout(1500)
             pick(page, "predict-source", "export · wiz")
             page.locator("#predict-run").click()
-            wait_text(page, "predict-status", "found", timeout=120)
+            first = wait_text(page, "predict-status", "model loaded in", timeout=120)
             page.locator("#predict-drawn img").wait_for(timeout=30000)
             _assert_images_load(page, "predict-drawn", str(ws))
+            page.locator("#predict-run").click()  # again: the loaded model is reused
+            second = wait_text(page, "predict-status", "model already loaded", timeout=60)
+            assert first.split("·")[0] == second.split("·")[0]  # same objects found
             shot(page, "5-predict")
 
             # Runs: every job listed, all done
@@ -216,7 +220,7 @@ def _assert_curves(page, events_path, n_evals: int) -> None:
     import time
 
     from toolbox.ui.jobs import JobView
-    from toolbox.ui.train import curves
+    from toolbox.ui.curves import curves
 
     events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
     loss, lr, mp = curves(JobView({"id": 0, "status": "ok"}, events))

@@ -49,7 +49,7 @@ def test_resume_reuses_the_jobs_arguments():
 
 def test_curves_and_progress_from_events():
     from toolbox.ui.runs import progress_of
-    from toolbox.ui.train import curves
+    from toolbox.ui.curves import curves
 
     events = [{"type": "start", "total_steps": 10},
               {"type": "log", "step": 5, "total_steps": 10, "epoch": 1, "eta_s": 65, "lr": 1e-4,
@@ -59,6 +59,10 @@ def test_curves_and_progress_from_events():
     loss, lr, mp = curves(view)
     assert set(loss["series"]) == {"loss", "loss_class"}
     assert lr["lr"].tolist() == [1e-4] and mp["value"].tolist() == [0.25, 0.5]
+    # numeric columns even before the first log: the chart keeps the types of the first table it gets
+    for table in (*curves(None), loss, lr, mp):
+        assert str(table["step"].dtype) == "int64"
+        assert all(str(table[c].dtype) == "float64" for c in ("value", "lr") if c in table)
     frac, caption = progress_of(view)
     assert frac == 0.5 and "step 5/10" in caption and "ETA 1m 05s" in caption
     assert progress_of(JobView({"id": 2, "status": "queued"}, []))[1].startswith("queued")
