@@ -74,6 +74,15 @@ def test_whole_wizard(tmp_path):
             shot(page, "2-train")
             _assert_still(page, ["train-loss-plot", "train-lr-plot", "train-map-plot", "train-status", "train-log"],
                           seconds=30)
+            # the plan: the engine's schedule, the time from this run's measured speed, a CPU proposal in one click
+            plan = wait_text(page, "train-plan", "CPU-sized proposal", timeout=60)
+            assert "Schedule (the engine's)" in plan and "about" in plan and "measured by run wiz" in plan, plan
+            epochs = re.search(r"CPU-sized proposal: input (\d+) px, (\d+) epochs", plan)
+            assert epochs, plan
+            page.locator("#train-propose").click()
+            page.wait_for_timeout(1500)
+            assert page.locator("#train-opt-epochs input").first.input_value() == epochs.group(2)
+            assert page.locator("#train-opt-input-size input").first.input_value() == epochs.group(1)
 
             # 3. Evaluate it
             open_tab(page, "3 · Evaluate")
@@ -246,7 +255,13 @@ def _assert_curves(page, events_path, n_evals: int) -> None:
 
 
 def _assert_still(page, elem_ids: list[str], seconds: float) -> None:
-    """Nothing under these elements changes while the page sits idle (no redraw of an unchanged run)."""
+    """Nothing under these elements changes while the page sits idle (no redraw of an unchanged run).
+
+    First one idle poll interval passes, so a last real change (the job's final log line, its registry
+    row) is shown before the watch starts."""
+    from toolbox.ui.pace import IDLE_POLL_S
+
+    page.wait_for_timeout(int((IDLE_POLL_S + 1) * 1000))
     page.evaluate("""(ids) => {
         window.__tbMutations = [];
         const obs = new MutationObserver(ms => ms.forEach(m => window.__tbMutations.push(
