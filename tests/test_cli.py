@@ -87,3 +87,5 @@ def test_terminal_job_records_its_output_folder(workspace, tmp_path):
     job = JobRegistry(workspace.db_path).list()[0]
     assert job["kind"] == "train" and job["status"] == "ok"
     assert job["out_dir"] == str((workspace.runs / "r1").resolve())
+    from toolbox.events import read_events  # its start event names the job, so followers match it exactly
+    assert [e.get("job") for e in read_events(workspace.runs / "r1" / "events.jsonl") if e["type"] == "start"] == [job["id"]]

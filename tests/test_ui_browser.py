@@ -22,7 +22,7 @@ def _tiny_source(root):
     return generate(root / "incoming" / "parts", num_train=12, num_val=6, image_size=128, num_classes=3, seed=1)
 
 
-def _start_training(page, dataset: str, run: str, max_steps: int, epochs: int = 1) -> None:
+def _start_training(page, dataset: str, run: str, max_steps: int, epochs: int = 1, batch_size: int = 2) -> None:
     open_tab(page, "2 · Train")
     pick(page, "train-dataset", dataset)
     pick(page, "train-model", "tiny-test")
@@ -30,7 +30,7 @@ def _start_training(page, dataset: str, run: str, max_steps: int, epochs: int = 
     page.get_by_text("Training options").click()
     fill_number(page, "train-opt-epochs", epochs)
     fill_number(page, "train-opt-max-steps", max_steps)
-    fill_number(page, "train-opt-batch-size", 2)
+    fill_number(page, "train-opt-batch-size", batch_size)
     fill_number(page, "train-opt-log-interval", 1)
     fill_number(page, "train-opt-num-workers", 0)
     page.locator("#train-start").click()
@@ -53,23 +53,36 @@ def test_whole_wizard(tmp_path):
             page.locator("#data-path textarea, #data-path input").first.fill(str(src))
             page.locator("#data-name textarea, #data-name input").first.fill("parts")
             page.locator("#data-check").click()
+            wait_text(page, "data-message", "as job #", timeout=60)  # an import is a job
             status = wait_text(page, "data-status", "parts", timeout=180)
             assert "check passed" in status
             assert "12" in text_of(page, "data-counts")  # train images
             assert page.locator("#data-samples img").count() > 0
+            _assert_images_load(page, "data-samples", str(ws))
             shot(page, "1-data-checked")
             # a path outside the allowed folders is refused with a clear message
             page.locator("#data-path textarea, #data-path input").first.fill("/etc")
             page.locator("#data-check").click()
-            wait_text(page, "data-status", "outside the folders", timeout=60)
+            wait_text(page, "data-message", "outside the folders", timeout=60)
 
-            # 2. Train a few steps of the tiny model
-            _start_training(page, "parts", "wiz", max_steps=3)
+            # 2. Train the tiny model 2 epochs of 3 steps, evaluated after each: numeric curves, and an
+            #    idle page that does not redraw
+            _start_training(page, "parts", "wiz", max_steps=0, epochs=2, batch_size=4)
             wait_text(page, "train-status", "ok", timeout=400)
             wait_text(page, "train-summary", "finished", timeout=30)
-            page.wait_for_timeout(2500)
-            assert page.locator("#train-loss-plot canvas, #train-loss-plot svg").count() > 0
+            _assert_curves(page, ws / "runs" / "wiz" / "events.jsonl", n_evals=2)
             shot(page, "2-train")
+            _assert_still(page, ["train-loss-plot", "train-lr-plot", "train-map-plot", "train-status", "train-log"],
+                          seconds=30)
+            # the plan: the engine's schedule, the time from this run's measured speed, a CPU proposal in one click
+            plan = wait_text(page, "train-plan", "CPU-sized proposal", timeout=60)
+            assert "Schedule (the engine's)" in plan and "about" in plan and "measured by run wiz" in plan, plan
+            epochs = re.search(r"CPU-sized proposal: input (\d+) px, (\d+) epochs", plan)
+            assert epochs, plan
+            page.locator("#train-propose").click()
+            page.wait_for_timeout(1500)
+            assert page.locator("#train-opt-epochs input").first.input_value() == epochs.group(2)
+            assert page.locator("#train-opt-input-size input").first.input_value() == epochs.group(1)
 
             # 3. Evaluate it
             open_tab(page, "3 · Evaluate")
@@ -80,6 +93,7 @@ def test_whole_wizard(tmp_path):
             wait_text(page, "eval-status", "ok", timeout=300)
             wait_text(page, "eval-head", "AP", timeout=60)
             assert "AP50" in text_of(page, "eval-coco")
+            _assert_images_load(page, "eval-vis", str(ws))
             shot(page, "3-evaluate")
 
             # 4. Export ONNX, build the linux-cpu-python zip, download and open it
@@ -125,8 +139,12 @@ def test_whole_wizard(tmp_path):
             page.wait_for_timeout(1500)
             pick(page, "predict-source", "export · wiz")
             page.locator("#predict-run").click()
-            wait_text(page, "predict-status", "found", timeout=120)
+            first = wait_text(page, "predict-status", "model loaded in", timeout=120)
             page.locator("#predict-drawn img").wait_for(timeout=30000)
+            _assert_images_load(page, "predict-drawn", str(ws))
+            page.locator("#predict-run").click()  # again: the loaded model is reused
+            second = wait_text(page, "predict-status", "model already loaded", timeout=60)
+            assert first.split("·")[0] == second.split("·")[0]  # same objects found
             shot(page, "5-predict")
 
             # Runs: every job listed, all done
@@ -184,6 +202,86 @@ def test_restart_mid_training(tmp_path):
     finally:
         app.stop()
         stop_jobs(ws)
+
+
+def _plot(page, elem_id: str) -> dict:
+    """What a rendered LinePlot shows (Vega's SVG): axis descriptions, tick labels, points per line, legend."""
+    return page.evaluate("""(id) => {
+        const svg = document.querySelector('#' + id + ' svg.marks');
+        if (!svg) return null;
+        const aria = [...svg.querySelectorAll('[aria-label]')].map(e => e.getAttribute('aria-label'));
+        const axis = (name) => aria.find(a => a.startsWith(name + '-axis')) || '';
+        const ticks = (n) => [...svg.querySelectorAll('g.role-axis')].filter(
+            g => (g.getAttribute('aria-label') || '').startsWith(n + '-axis')).flatMap(
+            g => [...g.querySelectorAll('g.role-axis-label text')].map(t => t.textContent));
+        const lines = [...svg.querySelectorAll('g.mark-line.role-mark path')].filter(
+            p => !(p.closest('g.mark-line').getAttribute('class') || '').includes('hover')).map(
+            p => (p.getAttribute('d') || '').match(/[ML]/g)?.length || 0);
+        return {x: axis('X'), y: axis('Y'), xticks: ticks('X'), yticks: ticks('Y'), lines,
+                legend: aria.find(a => a.startsWith('Symbol legend')) || ''};
+    }""", elem_id)
+
+
+def _assert_curves(page, events_path, n_evals: int) -> None:
+    """Loss, lr and mAP plots are numeric (linear axes, number tick labels increasing along x) and hold one
+    point per logged step (per evaluation for mAP), one line per series, as the run's events say."""
+    import json
+    import time
+
+    from toolbox.ui.jobs import JobView
+    from toolbox.ui.curves import curves
+
+    events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
+    loss, lr, mp = curves(JobView({"id": 0, "status": "ok"}, events))
+    n_logs = sum(1 for e in events if e["type"] == "log")
+    assert n_logs >= 2 and len(lr) == n_logs and mp["step"].nunique() == n_evals
+    want = {"train-loss-plot": [n_logs] * loss["series"].nunique(), "train-lr-plot": [n_logs],
+            "train-map-plot": [n_evals] * mp["series"].nunique()}
+    deadline, seen = time.time() + 30, {}
+    while time.time() < deadline:  # the plots settle within a tick or two of the run's end
+        seen = {k: _plot(page, k) for k in want}
+        if all(s and sorted(s["lines"]) == want[k] and s["legend" if k != "train-lr-plot" else "x"]
+               for k, s in seen.items()):
+            break
+        page.wait_for_timeout(1000)
+    for k, s in seen.items():
+        assert s and sorted(s["lines"]) == want[k], (k, s, want[k])
+        assert "linear scale" in s["x"] and "linear scale" in s["y"], (k, s)  # numbers, not categories
+        xs = sorted({float(t.replace(",", "")) for t in s["xticks"]})
+        assert len(xs) >= 2 and xs[0] >= 0 and xs[-1] <= max(loss["step"].max(), 1), (k, s)
+        [float(t.replace(",", "")) for t in s["yticks"]]  # every y tick label is a number
+    assert f"with {loss['series'].nunique()} values" in seen["train-loss-plot"]["legend"], seen
+    assert "with 2 values: AP, AP50" in seen["train-map-plot"]["legend"], seen
+
+
+def _assert_still(page, elem_ids: list[str], seconds: float) -> None:
+    """Nothing under these elements changes while the page sits idle (no redraw of an unchanged run).
+
+    First one idle poll interval passes, so a last real change (the job's final log line, its registry
+    row) is shown before the watch starts."""
+    from toolbox.ui.pace import IDLE_POLL_S
+
+    page.wait_for_timeout(int((IDLE_POLL_S + 1) * 1000))
+    page.evaluate("""(ids) => {
+        window.__tbMutations = [];
+        const obs = new MutationObserver(ms => ms.forEach(m => window.__tbMutations.push(
+            (m.target.id || m.target.nodeName) + ':' + m.type)));
+        ids.forEach(id => obs.observe(document.getElementById(id),
+            {subtree: true, childList: true, attributes: true, characterData: true}));
+    }""", elem_ids)
+    page.wait_for_timeout(int(seconds * 1000))
+    changes = page.evaluate("window.__tbMutations")
+    assert changes == [], changes[:20]
+
+
+def _assert_images_load(page, elem_id: str, workspace: str) -> None:
+    """The pictures of #elem_id really load (decoded, non-zero size), from a published copy, not the workspace."""
+    page.locator(f"#{elem_id}").scroll_into_view_if_needed()  # galleries load their pictures lazily
+    page.wait_for_function(f"""() => [...document.querySelectorAll('#{elem_id} img')].length > 0 &&
+        [...document.querySelectorAll('#{elem_id} img')].every(i => i.complete && i.naturalWidth > 0)""",
+                           timeout=30000)
+    srcs = page.eval_on_selector_all(f"#{elem_id} img", "els => els.map(e => decodeURIComponent(e.src))")
+    assert srcs and not any(workspace in s for s in srcs), srcs
 
 
 def _wait_step(page, at_least: int, timeout: float) -> int:

@@ -115,3 +115,72 @@ def test_unknown_kind(workspace):
     from toolbox.errors import UsageError
     with pytest.raises(UsageError):
         JobManager(workspace).submit("predict", [])
+
+
+_RACER = r"""
+import json, sys, time
+from toolbox.ui.jobs import JobManager
+from toolbox.workspace import Workspace
+ws, go_at = sys.argv[1], float(sys.argv[2])
+jobs = JobManager(Workspace(ws), python="/bin/true")  # each start is a real, instant process
+while time.time() < go_at:
+    time.sleep(0.001)
+print(json.dumps(jobs.schedule()))
+"""
+
+
+def test_two_app_processes_never_start_the_same_job(workspace):
+    """Two app processes schedule one queue at the same instant: each queued job starts exactly once."""
+    import json
+    import sys
+
+    reg = workspace.registry()
+    queued = [reg.add("export", ["export", "--run", f"r{i}"], name=f"r{i}", status="queued") for i in range(60)]
+    go_at = time.time() + 6  # both interpreters are up by then (imports take ~2 s each on 2 busy cores)
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(workspace.root), str(go_at)],
+                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in racers]
+    assert all(p.returncode == 0 for p in racers), outs
+    started = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+    both = set(started[0]) & set(started[1])
+    assert not both, f"jobs started by both processes: {sorted(both)}"
+    assert sorted(started[0] + started[1]) == queued
+    assert started[0] and started[1], "one process did all the work: the race was not exercised"
+    for job_id in queued:  # one launch line per job log: nobody started it twice
+        log = (workspace.root / "jobs" / f"{job_id}.log").read_text()
+        assert log.count("$ python -m toolbox") == 1, log
+
+
+def test_events_are_found_by_job_id(workspace, monkeypatch):
+    """A resumed run (two jobs, one events.jsonl) and two exports of one name started in the same second
+    (one renamed into place, one still staging) each get exactly their own events."""
+    from toolbox.events import EventLog
+    from toolbox.ui.jobs import job_events
+
+    reg = workspace.registry()
+    run = workspace.runs / "r"
+    first = reg.add("train", ["train", "--run", "r"], name="r", status="ok", out_dir=str(run))
+    resumed = reg.add("train", ["train", "--run", "r", "--resume"], name="r", out_dir=str(run))
+    for job, steps in ((first, (1, 2)), (resumed, (3,))):
+        monkeypatch.setenv("TOOLBOX_JOB_ID", str(job))
+        log = EventLog(run / "events.jsonl")
+        log.write("start", run="r")
+        for s in steps:
+            log.write("log", step=s)
+    e1 = reg.add("export", ["export", "--name", "e"], name="e", status="ok", out_dir=str(workspace.exports / "e"))
+    e2 = reg.add("export", ["export", "--name", "e"], name="e", out_dir=str(workspace.exports / "e"))
+    for job, folder in ((e1, workspace.exports / "e"), (e2, workspace.exports / ".e.x1y2.tmp")):
+        monkeypatch.setenv("TOOLBOX_JOB_ID", str(job))
+        EventLog(folder / "events.jsonl").write("start", name="e")
+        EventLog(folder / "events.jsonl").write("log", step=job)
+    views = {j: job_events(reg.get(j), workspace) for j in (first, resumed, e1, e2)}
+    assert [e.get("step") for e in views[first]] == [None, 1, 2]
+    assert [e.get("step") for e in views[resumed]] == [None, 3]
+    assert views[first][0]["job"] == first and views[resumed][0]["job"] == resumed
+    assert [e.get("step") for e in views[e1]] == [None, e1]
+    assert [e.get("step") for e in views[e2]] == [None, e2]
+    # a job that has not written its start yet has no events (not an earlier job's)
+    later = reg.add("train", ["train", "--run", "r", "--resume"], name="r", out_dir=str(run))
+    assert job_events(reg.get(later), workspace) == []
+    monkeypatch.setenv("TOOLBOX_JOB_ID", "0")  # a launcher's placeholder is no job id
+    assert "job" not in EventLog(workspace.root / "x.jsonl").write("start")

@@ -8,26 +8,34 @@ from toolbox.errors import UsageError
 from toolbox.ui.jobs import JobView
 
 
-def test_train_command_line_only_passes_what_changed():
-    from toolbox.ui.train import build_args
+def _guard(tmp_path):
+    from toolbox.ui.safety import PathGuard
+
+    return PathGuard([tmp_path])
+
+
+def test_train_command_line_only_passes_what_changed(tmp_path):
+    from toolbox.ui.train import PIPELINES, build_args
+
+    guard = _guard(tmp_path)
 
     defaults = {"--epochs": 72, "--batch-size": 4, "--max-steps": 0}
     args, run = build_args("demo", "RT-DETR-R18", "", "gpu:0,1", "none", "", "train.ema=false",
                            {"--epochs": 72, "--batch-size": 8, "--max-steps": 0, "--lr": None, "--amp": True},
-                           defaults)
+                           defaults, guard=guard)
     assert run.startswith("RT-DETR-R18-")
     assert args[:8] == ["--dataset", "demo", "--model", "RT-DETR-R18", "--run", run, "--device", "gpu:0,1"]
     assert "--epochs" not in args and "--max-steps" not in args and "--lr" not in args
     assert args[args.index("--batch-size") + 1] == "8"
     assert "--amp" in args and args[args.index("--pretrained") + 1] == "none"
     assert args[-2:] == ["-o", "train.ema=false"]
-    args, _ = build_args("demo", "pipelines/tiny-test.yaml", "r", "cpu", "default", "", "", {}, {})
-    assert args[2:4] == ["--config", "pipelines/tiny-test.yaml"] and "--pretrained" not in args
+    args, _ = build_args("demo", "pipelines/tiny-test.yaml", "r", "cpu", "default", "", "", {}, {}, guard=guard)
+    assert args[2:4] == ["--config", str(PIPELINES / "tiny-test.yaml")] and "--pretrained" not in args
     for bad in [("", "m", "r"), ("d", "", "r"), ("d", "m", "../x")]:
         with pytest.raises(UsageError):
-            build_args(*bad, "cpu", "default", "", "", {}, {})
+            build_args(*bad, "cpu", "default", "", "", {}, {}, guard=guard)
     with pytest.raises(UsageError, match="KEY=VALUE"):
-        build_args("d", "m", "r", "cpu", "default", "", "oops", {}, {})
+        build_args("d", "m", "r", "cpu", "default", "", "oops", {}, {}, guard=guard)
 
 
 def test_resume_reuses_the_jobs_arguments():
@@ -41,7 +49,7 @@ def test_resume_reuses_the_jobs_arguments():
 
 def test_curves_and_progress_from_events():
     from toolbox.ui.runs import progress_of
-    from toolbox.ui.train import curves
+    from toolbox.ui.curves import curves
 
     events = [{"type": "start", "total_steps": 10},
               {"type": "log", "step": 5, "total_steps": 10, "epoch": 1, "eta_s": 65, "lr": 1e-4,
@@ -51,27 +59,32 @@ def test_curves_and_progress_from_events():
     loss, lr, mp = curves(view)
     assert set(loss["series"]) == {"loss", "loss_class"}
     assert lr["lr"].tolist() == [1e-4] and mp["value"].tolist() == [0.25, 0.5]
+    # numeric columns even before the first log: the chart keeps the types of the first table it gets
+    for table in (*curves(None), loss, lr, mp):
+        assert str(table["step"].dtype) == "int64"
+        assert all(str(table[c].dtype) == "float64" for c in ("value", "lr") if c in table)
     frac, caption = progress_of(view)
     assert frac == 0.5 and "step 5/10" in caption and "ETA 1m 05s" in caption
     assert progress_of(JobView({"id": 2, "status": "queued"}, []))[1].startswith("queued")
     assert progress_of(JobView({"id": 2, "status": "ok"}, events))[0] == 1.0
 
 
-def test_export_and_deploy_command_lines():
+def test_export_and_deploy_command_lines(tmp_path):
     from toolbox.ui.export import deploy_args, export_args
 
-    args, name = export_args("r1", "best", "", ["rknn", "onnx"], 320, True, "int8", 16)
+    guard = _guard(tmp_path)
+    args, name = export_args("r1", "best", "", ["rknn", "onnx"], 320, True, "int8", 16, guard=guard)
     assert name == "r1"
     assert args == ["--run", "r1", "--weights", "best", "--name", "r1", "--formats", "onnx,rknn",
                     "--input-size", "320", "--fp16-onnx", "--rknn-quant", "int8", "--calib-size", "16"]
     with pytest.raises(UsageError):
-        export_args("r1", "best", "a/b", ["onnx"], None, False, "fp16", 32)
+        export_args("r1", "best", "a/b", ["onnx"], None, False, "fp16", 32, guard=guard)
     with pytest.raises(UsageError):
-        export_args("r1", "best", "", [], None, False, "fp16", 32)
-    assert deploy_args("e", ["linux-cpu-python", "rk3588-cpp"]) == ["--export", "e", "--target",
-                                                                    "linux-cpu-python,rk3588-cpp"]
+        export_args("r1", "best", "", [], None, False, "fp16", 32, guard=guard)
+    assert deploy_args("e", ["linux-cpu-python", "rk3588-cpp"], guard=guard) == [
+        "--export", "e", "--target", "linux-cpu-python,rk3588-cpp"]
     with pytest.raises(UsageError):
-        deploy_args("e", [])
+        deploy_args("e", [], guard=guard)
 
 
 def test_data_report_tables():
@@ -101,3 +114,55 @@ def test_app_builds_on_an_empty_workspace(workspace):
     api_names = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility", "public") == "public"}
     assert {"check", "convert", "split", "train", "eval", "export", "deploy", "predict", "jobs", "job",
             "cancel"} <= api_names
+
+
+def test_form_defaults_come_from_the_engine_and_models():
+    """The Train form's defaults are the engine's recipe merged with the model file (no re-derivation,
+    no fallback): a model the project cannot load is an error, not an empty form."""
+    from toolbox.engine.config import TRAIN_DEFAULTS, model_recipe
+    from toolbox.models import list_models, load_config
+    from toolbox.ui.train import option_defaults, zoo_rows
+
+    assert [r["model"] for r in zoo_rows()] == [m["name"] for m in list_models()]
+    recipe, _, info = model_recipe(load_config("RT-DETR-R18"))
+    d = option_defaults("RT-DETR-R18")
+    assert d["--epochs"] == recipe.get("epochs", TRAIN_DEFAULTS["epochs"])
+    assert d["--warmup-steps"] == recipe.get("warmup_steps", TRAIN_DEFAULTS["warmup_steps"])
+    assert d["--input-size"] == info["input_size"]
+    with pytest.raises(UsageError):
+        option_defaults("no-such-model")
+
+
+def test_mixed_precision_only_on_a_gpu(tmp_path):
+    """The engine refuses --amp without a GPU, so the form never sends it for the CPU and greys the box out."""
+    from toolbox.ui.train import amp_box, build_args
+
+    guard = _guard(tmp_path)
+    cpu, _ = build_args("d", "RT-DETR-R18", "r", "cpu", "none", "", "", {"--amp": True}, {}, guard=guard)
+    gpu, _ = build_args("d", "RT-DETR-R18", "r", "gpu:0", "none", "", "", {"--amp": True}, {}, guard=guard)
+    assert "--amp" not in cpu and "--amp" in gpu
+    assert amp_box("cpu")["interactive"] is False and amp_box("cpu")["value"] is False
+    assert amp_box("gpu:0,1")["interactive"] is True
+
+
+def test_plan_shows_the_engines_schedule_and_a_measured_time(session_workspace, tiny_dataset, tiny_run):
+    """The plan reads the engine's resolution of the form and the speed a run of the same model logged;
+    the CPU proposal fits its time budget at that speed."""
+    from toolbox.engine.config import load
+    from toolbox.ui import plan as P
+
+    ws = session_workspace
+    speed = P.measured_speed(ws, "tiny-test", "cpu")
+    assert speed is not None and speed.images_per_s > 0 and speed.input_size == load(tiny_run / "config.yaml")["model"]["input_size"]
+    assert P.measured_speed(ws, "RT-DETR-R18", "cpu") is None  # another model: no figure borrowed
+    names, n_train = P.dataset_facts(ws, tiny_dataset)
+    cfg = P.resolved("tiny-test", names, {"epochs": 3, "batch_size": 2}, {})
+    md = P.plan_md(ws, tiny_dataset, "tiny-test", "cpu", {"epochs": 3, "batch_size": 2}, {}, speed)
+    steps = P.planned_steps(n_train, cfg)
+    assert steps == 3 * -(-n_train // 2)
+    assert f"**{steps} steps**" in md and f"learning rate {cfg['train']['lr']:.3g}" in md and "about" in md
+    assert "not measured" in P.plan_md(ws, tiny_dataset, "tiny-test", "cpu", {}, {}, None)
+    prop = P.cpu_proposal(120, speed, 640)
+    assert prop["--input-size"] == 320
+    spent = prop["--epochs"] * 120 * speed.seconds_per_image(320)
+    assert spent <= P.CPU_BUDGET_S and (prop["--epochs"] == 1 or spent + 120 * speed.seconds_per_image(320) > P.CPU_BUDGET_S)

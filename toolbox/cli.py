@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     "toolbox.deploy.cli",    # deploy, runtimes
     "toolbox.runs_cli",      # runs
 )
-JOB_KINDS = {"train", "eval", "export", "deploy"}  # recorded in toolbox.db
+JOB_KINDS = {"check", "convert", "train", "eval", "export", "deploy"}  # recorded in toolbox.db
 PADDLE_COMMANDS = {"train", "eval", "export", "predict"}  # import Paddle before taking over SIGTERM
 
 

@@ -2,6 +2,9 @@
 
 One JSON object a line: {"schema_version": 1, "time": ISO-8601, "type": start|log|eval|checkpoint|end, ...}.
 Each line is written with a single `write` + flush so a follower never sees half an object.
+A `start` event carries `job`, the job's id in the workspace registry (TOOLBOX_JOB_ID, set by the CLI
+for every job), so a follower finds a job's events exactly, even when several jobs (a resumed run, two
+exports of one name) write to one folder within the same second.
 """
 from __future__ import annotations
 
@@ -11,7 +14,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from .workspace import ENV_JOB_ID
+
 SCHEMA_VERSION = 1
+
+
+def current_job_id() -> int | None:
+    """This process's job id in the workspace registry, or None outside a registered job."""
+    try:
+        job = int(os.environ.get(ENV_JOB_ID) or 0)
+    except ValueError:
+        return None
+    return job if job > 0 else None  # "0": a launcher's placeholder, not a registered job
 
 
 def now_iso() -> str:
@@ -28,6 +42,8 @@ class EventLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, type: str, **fields: Any) -> dict:
+        if type == "start" and "job" not in fields and current_job_id() is not None:
+            fields["job"] = current_job_id()
         event = {"schema_version": SCHEMA_VERSION, "time": now_iso(), "type": type, **fields}
         if self.enabled:
             line = json.dumps(event, ensure_ascii=False, default=_jsonable) + "\n"

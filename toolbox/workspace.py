@@ -130,6 +130,21 @@ class JobRegistry:
         with closing(self._connect()) as db, db:
             db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
 
+    def claim(self, job_id: int, **fields: Any) -> bool:
+        """Move a queued job to running, atomically: True for the one caller that won it.
+
+        Two app processes on one workspace may both see the same queued row; the single
+        `UPDATE ... WHERE status = 'queued'` lets exactly one of them start it.
+        """
+        bad = set(fields) - set(JOB_COLUMNS)
+        if bad:
+            raise ValueError(f"unknown job fields: {sorted(bad)}")
+        sets = ", ".join(["status = 'running'", *(f"{k} = ?" for k in fields)])
+        with closing(self._connect()) as db, db:
+            cur = db.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND status = 'queued'",
+                             (*fields.values(), job_id))
+            return cur.rowcount == 1
+
     def finish(self, job_id: int, status: str, exit_code: int, error: str | None = None) -> None:
         self.update(job_id, status=status, exit_code=exit_code, error=error, ended=time.time())
 

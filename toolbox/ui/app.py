@@ -1,6 +1,6 @@
 """The web toolbox: a Gradio wizard over every step (Data → Train → Evaluate → Export & deploy → Predict).
 
-`python app.py [--host 127.0.0.1] [--port 7860] [--auth USER:PASS] [--data-dir DIR ...] [--root-path P]
+`python app.py [--host 127.0.0.1] [--port 7860] [--auth-file FILE | --auth USER:PASS] [--data-dir DIR ...] [--root-path P]
 [--workspace DIR] [--demo full|small|none]`. Each page lives in its own module and calls the same
 Python functions as the CLI; long steps run as CLI jobs (toolbox.ui.jobs). The same functions are API
 endpoints (`gr.api`, named like the CLI commands), so `gradio_client` can script the toolbox.
@@ -25,7 +25,7 @@ import gradio as gr  # noqa: E402
 from ..errors import EXIT_RUNTIME, EXIT_USAGE, ToolboxError  # noqa: E402
 from ..workspace import ENV_WORKSPACE, Workspace  # noqa: E402
 from .jobs import JobManager  # noqa: E402
-from .widgets import CSS, AppContext, badge  # noqa: E402
+from .widgets import CSS, AppContext  # noqa: E402
 
 ENV_DEMO = "TOOLBOX_DEMO"  # full | small | none: the demo dataset prepared at start-up
 DEMO_SIZES = {"full": dict(num_train=120, num_val=30, image_size=320),
@@ -47,8 +47,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other needs --auth)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--auth", default=None,
-                   help=f"USER:PASS required to open the app (also ${ENV_AUTH}); needed off loopback")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--auth-file", default=None, metavar="FILE",
+                     help="a private file (chmod 600) of USER:PASS lines, one per user: the recommended way "
+                          "to require a login (needed off loopback)")
+    who.add_argument("--auth", default=None, metavar="USER:PASS",
+                     help=f"one login (also ${ENV_AUTH}); visible in the process list, prefer --auth-file")
     p.add_argument("--data-dir", action="append", default=[], metavar="DIR",
                    help="a folder whose datasets the UI may read (repeatable; default /home/aistudio "
                         "when it exists); the workspace is always allowed")
@@ -96,32 +100,43 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 short = module_name.rsplit(".", 1)[-1]
                 with gr.Tab(label, id=short, elem_id=f"tab-{short}") as tab:
                     pages.append((tab, _build_page(ctx, module_name, demo, tab)))
-        _wire_timers(pages)
+        _wire_timers(demo, pages)
     return demo
 
 
-def _wire_timers(pages: list[tuple[gr.Tab, list[gr.Timer]]]) -> None:
-    """Only the shown page's timers tick: a hidden page needs no refresh, and two cores need the time."""
+def _wire_timers(demo: gr.Blocks, pages: list[tuple[gr.Tab, list[gr.Timer]]]) -> None:
+    """Only the shown page's timers tick: a hidden page needs no refresh, and two cores need the time.
+    The first page is shown when the app opens, so its timers start then."""
     all_timers = [t for _, timers in pages for t in timers]
     if not all_timers:
         return
-    for tab, timers in pages:
+    for i, (tab, timers) in enumerate(pages):
         mine = {id(t) for t in timers}
-        tab.select(lambda mine=mine: [gr.Timer(active=id(t) in mine) for t in all_timers], None, all_timers,
-                   api_visibility="private", show_progress="hidden")
+
+        def only(mine=mine):
+            return [gr.update(active=id(t) in mine) for t in all_timers]
+
+        tab.select(only, None, all_timers, api_visibility="private", show_progress="hidden")
+        if i == 0:
+            demo.load(only, None, all_timers, api_visibility="private", show_progress="hidden")
 
 
 def _build_page(ctx: AppContext, module_name: str, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        gr.Markdown(f"{badge('queued', 'not available')} This step needs `{e.name}`, which is not "
-                    "installed or not built yet.")
-        return []
+    module = importlib.import_module(module_name)  # a page that fails to import is a bug to see
     timers = module.build(ctx, demo, tab) or []
     if hasattr(module, "api"):
         module.api(ctx)
     return list(timers)
+
+
+def blocked_paths(ctx: AppContext) -> list[str]:
+    """What Gradio must never serve or pick up: the whole workspace (pages publish copies through the
+    outbox, see outbox.py), or, when the outbox or upload folder lies inside it, its registry and logs."""
+    ws = ctx.workspace.root
+    inside = [p for p in (ctx.outbox.root, upload_dir()) if p.resolve() == ws or ws in p.resolve().parents]
+    if not inside:
+        return [str(ws)]
+    return [str(ctx.workspace.db_path), str(ws / "jobs"), str(ctx.workspace.runs)]
 
 
 def make_context(workspace: Workspace, data_dirs: list[str] | None = None) -> AppContext:
@@ -134,7 +149,7 @@ def make_context(workspace: Workspace, data_dirs: list[str] | None = None) -> Ap
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        auth = resolve_auth(args.host, args.auth)
+        auth = resolve_auth(args.host, args.auth, args.auth_file)
         ctx = make_context(Workspace(args.workspace), args.data_dir)
         ctx.settings["demo"] = prepare_demo(ctx.workspace, args.demo)
     except ToolboxError as e:
@@ -147,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app.queue(default_concurrency_limit=4).launch(
             server_name=args.host, server_port=args.port, auth=auth, root_path=args.root_path,
-            allowed_paths=[str(ctx.workspace.root)], show_error=True, footer_links=["api"],
+            allowed_paths=[], blocked_paths=blocked_paths(ctx), show_error=True, footer_links=["api"],
             theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"), css=CSS)
     except OSError as e:  # port taken, address not on this machine
         print(f"error: cannot serve on {args.host}:{args.port}: {e} (pick another --port)", file=sys.stderr)

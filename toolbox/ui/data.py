@@ -1,7 +1,9 @@
 """Data page: import a dataset (folder path or uploaded archive), check it, re-split it, read the report.
 
-Check, convert and split are short and run in the app process, through the same functions as the CLI
-(toolbox.data.api). The page shows the report of `datasets/<name>/check_dataset_result.json` as a
+Importing a folder or an archive is a job (`python -m toolbox check|convert PATH`, see jobs.py): a big
+archive takes minutes, so it shows its log, can be cancelled, and survives a page reload. Checking a
+dataset already in the workspace and re-splitting are short and run in the app process, through the
+same functions as the CLI (toolbox.data.api). The page shows the report of `datasets/<name>/check_dataset_result.json` as a
 pass/fail badge, a counts table, the problem list (file, annotation, reason), the class histogram and
 the drawn samples.
 """
@@ -15,6 +17,9 @@ import pandas as pd
 from gradio.data_classes import FileData
 
 from ..errors import InputError, ToolboxError, UsageError
+from .follow import Follower
+from .jobs import ACTIVE
+from .safety import WORKSPACE_NAME
 from .widgets import AppContext, api_errors, badge, error_md, intro, list_datasets, read_json
 
 FORMATS = ["auto", "coco", "roboflow", "voc", "yolo", "labelme"]
@@ -39,6 +44,32 @@ def run_import(ctx: AppContext, path: str, name: str = "", format: str = "auto",
                               overwrite=bool(overwrite), workspace=ctx.workspace)
     error = data_api.failure_line(report) if strict and not report.get("check_pass") else None
     return name, load_report(ctx, name) or report, error
+
+
+def in_workspace(ctx: AppContext, src: Path) -> bool:
+    """True for a dataset folder already in the workspace (datasets/<name>/): checked in place."""
+    return src.parent == ctx.workspace.datasets.resolve() and (src / "annotations").is_dir()
+
+
+def start_import(ctx: AppContext, path: str, name: str = "", format: str = "auto", fix: bool = False,
+                 overwrite: bool = False, strict: bool = True) -> tuple[str, int | None, dict | None, str | None]:
+    """Import a folder or archive as a job, or check a workspace dataset in place.
+
+    Returns (dataset name, job id or None when it ran in place, report, error text)."""
+    src = ctx.guard.check(path)
+    if not src.exists():
+        raise UsageError(f"{src} does not exist: type the folder or archive of your dataset")
+    if in_workspace(ctx, src):
+        ds, report, error = run_import(ctx, str(src), name or src.name, format, fix, overwrite, strict)
+        return ds, None, report, error
+    name = (name or "").strip() or _default_name(src)
+    if not WORKSPACE_NAME.fullmatch(name) or name in (".", ".."):
+        raise UsageError(f"dataset name '{name}' may only hold letters, digits, '_', '-', '.' and '+'")
+    args = [str(src), "--name", name, "--format", format or "auto"]
+    args += ["--fix"] if fix else []
+    args += ["--overwrite"] if overwrite else []
+    job = ctx.jobs.submit("check" if strict else "convert", args, name=name, out_dir=ctx.workspace.datasets / name)
+    return name, job, None, None
 
 
 def _default_name(src: Path) -> str:
@@ -146,14 +177,14 @@ def report_images(ctx: AppContext, name: str, report: dict | None) -> tuple[str 
         return None, []
     root = ctx.workspace.datasets / name
     hist = (report.get("analysis") or {}).get("histogram")
-    hist_path = str(root / hist) if hist and (root / hist).is_file() else None
+    hist_path = ctx.outbox.publish(root / hist) if hist else None
     attrs = report.get("attributes") or {}
     samples = []
     for split in ("train", "val", "test"):
         for rel in attrs.get(f"{split}_sample_paths") or []:
-            p = root / rel
-            if p.is_file():
-                samples.append((str(p), f"{split}: {Path(rel).name}"))
+            served = ctx.outbox.publish(root / rel)
+            if served:
+                samples.append((served, f"{split}: {Path(rel).name}"))
     return hist_path, samples
 
 
@@ -165,7 +196,7 @@ def show(ctx: AppContext, name: str | None, error: str | None = None):
 
 
 # ---------------------------------------------------------------------- page
-def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     gr.Markdown(intro("1 · Your data",
                       "Point at a dataset folder or archive (COCO, Roboflow-COCO, Pascal VOC, YOLO or LabelMe "
                       "are detected), or upload a zip. The toolbox copies it into the workspace as COCO, "
@@ -193,6 +224,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     with gr.Row():
         check_btn = gr.Button("Check", variant="primary", elem_id="data-check")
         convert_btn = gr.Button("Import without failing", elem_id="data-convert")
+    message = gr.Markdown(elem_id="data-message")
+    # not in a closed accordion: Gradio mounts no component there, so its timer would never tick
+    follower = Follower(ctx, ("check", "convert"), "import", label="Import job")
+    reported = gr.State(None)  # (job, status) whose report is on screen
     gr.Markdown("### Report")
     with gr.Row():
         picker = gr.Dropdown(datasets, value=default, label="Dataset", elem_id="data-dataset",
@@ -225,10 +260,27 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     def do_import(p, up, n, f, fx, ow, strict):
         source = up if up else p
         try:
-            ds, _report, err = run_import(ctx, source, n, f, fx, ow, strict=strict)
+            ds, job, _report, err = start_import(ctx, source, n, f, fx, ow, strict=strict)
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * (len(outputs)))
-        return (*show(ctx, ds, err), gr.update(choices=list_datasets(ctx.workspace), value=ds))
+            return (error_md(e), *[gr.skip()] * len(outputs), gr.skip(), *follower.skips())
+        if job is None:  # checked in place
+            return ("", *show(ctx, ds, err), gr.update(choices=list_datasets(ctx.workspace), value=ds),
+                    *follower.skips())
+        return (f"Importing **{html.escape(ds)}** as job #{job}: its progress is in the log below; the report "
+                "appears when it ends.", *[gr.skip()] * len(outputs), gr.skip(), *follower.select(job))
+
+    def follow_import(job_id, known, shown, on_screen):
+        """The import job's block; when the followed job has ended, its dataset's report (once)."""
+        out, view, _changed = follower.tick(job_id, known, shown)
+        if view is None or view.status in ACTIVE or [view.id, view.status] == on_screen:
+            return (*out, *[gr.skip()] * len(outputs), gr.skip(), gr.skip())
+        ds = view.row.get("name") or ""
+        error = view.row.get("error") if view.status != "ok" else None
+        if load_report(ctx, ds) is None:
+            return (*out, summary_md(ds, None, error or "the import wrote no report"),
+                    *[gr.skip()] * (len(outputs) - 1), gr.skip(), [view.id, view.status])
+        return (*out, *show(ctx, ds, error), gr.update(choices=list_datasets(ctx.workspace), value=ds),
+                [view.id, view.status])
 
     def do_split(n, tr, s):
         try:
@@ -237,10 +289,13 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             return (error_md(e), *[gr.skip()] * (len(outputs) - 1))
         return show(ctx, n)
 
-    check_btn.click(lambda *a: do_import(*a, True), [path, upload, name, fmt, fix, overwrite],
-                    [*outputs, picker], api_visibility="private")
-    convert_btn.click(lambda *a: do_import(*a, False), [path, upload, name, fmt, fix, overwrite],
-                      [*outputs, picker], api_visibility="private")
+    started = [message, *outputs, picker, *follower.outputs()]
+    check_btn.click(lambda *a: do_import(*a, True), [path, upload, name, fmt, fix, overwrite], started,
+                    api_visibility="private")
+    convert_btn.click(lambda *a: do_import(*a, False), [path, upload, name, fmt, fix, overwrite], started,
+                      api_visibility="private")
+    follower.watch(follow_import, [*follower.inputs(), reported],
+                   [*follower.outputs(), *outputs, picker, reported])
     picker.change(lambda n: show(ctx, n), [picker], outputs, api_visibility="private")
     reload_btn.click(lambda: gr.update(choices=list_datasets(ctx.workspace)), None, [picker],
                      api_visibility="private")
@@ -248,6 +303,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     # show the picked dataset's report (and a fresh list) whenever the page is opened
     demo.load(lambda n: (*show(ctx, n), gr.update(choices=list_datasets(ctx.workspace))), [picker],
               [*outputs, picker], api_visibility="private")
+    return [follower.timer]
 
 
 # ---------------------------------------------------------------------- API endpoints
@@ -284,12 +340,19 @@ def api(ctx: AppContext) -> None:
 
 
 def _api_import(ctx, path, name, format, fix, overwrite, archive, strict: bool) -> dict:
+    """The endpoint waits for the import job (it is recorded, listed on the Runs page and cancellable
+    there like any job) and answers with its report, as `python -m toolbox check` would."""
     source = _file_path(archive) or path
     try:
-        ds, report, err = run_import(ctx, source, name, format, fix, overwrite, strict=strict)
+        ds, job, report, err = start_import(ctx, source, name, format, fix, overwrite, strict=strict)
     except ToolboxError as e:
         return {"name": name or None, "check_pass": False, "error": str(e), "report": None}
-    return {"name": ds, "check_pass": bool(report and report.get("check_pass")), "error": err, "report": report}
+    if job is not None:
+        row = ctx.jobs.wait(job, timeout=24 * 3600)
+        report = load_report(ctx, ds)
+        err = row.get("error") if row.get("status") != "ok" else None
+    return {"name": ds, "job": job, "check_pass": bool(report and report.get("check_pass")), "error": err,
+            "report": report}
 
 
 def _file_path(f) -> str | None:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..errors import ToolboxError, UsageError
 from .follow import Follower
+from .safety import PathGuard
 from .widgets import AppContext, api_errors, badge, error_md, intro, list_datasets, list_runs, read_json
 
 METRIC_NAMES = [
@@ -23,9 +24,15 @@ RUN_DATASET = "(the run's dataset)"
 
 
 def eval_args(run: str, weights: str, dataset: str | None, split: str, threshold: float, vis_count: int,
-              device: str = "cpu") -> list[str]:
+              device: str = "cpu", *, guard: PathGuard) -> list[str]:
+    """The `eval` arguments; the run and dataset fields (names or paths) must pass `guard`."""
     if not run:
         raise UsageError("pick a training run to evaluate (train one on the Train page first)")
+    run = guard.check_name_or_path(run, "Run")
+    if weights not in (None, "", "best", "last"):
+        weights = guard.check_file_or_url(weights, "Checkpoint")
+    if dataset and dataset != RUN_DATASET:
+        dataset = guard.check_name_or_path(dataset, "Dataset")
     args = ["--run", run, "--weights", weights or "best", "--split", split or "val",
             "--threshold", str(float(threshold)), "--vis-count", str(int(vis_count)), "--device", device or "cpu"]
     if dataset and dataset != RUN_DATASET:
@@ -51,8 +58,9 @@ def results(ctx: AppContext, run: str | None):
     per = pd.DataFrame([{"class": c.get("name"), "AP": _r(c.get("AP")), "AP50": _r(c.get("AP50"))}
                         for c in data.get("per_class") or []], columns=["class", "AP", "AP50"])
     root = path.parent
-    prs = [(str(root / p), Path(p).stem.replace("_", " ")) for p in data.get("pr_curves") or [] if (root / p).is_file()]
-    vis = [(str(root / p), Path(p).name) for p in data.get("vis") or [] if (root / p).is_file()]
+    prs = [(ctx.outbox.publish(root / p), Path(p).stem.replace("_", " ")) for p in data.get("pr_curves") or []
+           if (root / p).is_file()]
+    vis = [(ctx.outbox.publish(root / p), Path(p).name) for p in data.get("vis") or [] if (root / p).is_file()]
     ap = m.get("AP")
     head = (f"### {html.escape(run)} {badge('ok', f'AP {ap:.3f}' if ap is not None else 'evaluated')}\n"
             f"Weights `{Path(str(data.get('weights', ''))).parent.name}/` on **{data.get('dataset', '?')}** "
@@ -97,7 +105,6 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                      object_fit="contain")
     vis = gr.Gallery(label="Predictions drawn on validation images", columns=4, height=420, elem_id="eval-vis")
     shown = gr.State(None)  # (run, metrics.json mtime) on screen, so the timer only reloads new results
-    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
     result_outputs = [head, coco, per_class, prs, vis]
 
     def stamp(r):
@@ -109,14 +116,14 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
 
     def on_start(r, w, d, s, t, n):
         try:
-            job_id = ctx.jobs.submit("eval", eval_args(r, w, d, s, t, n), name=r,
+            job_id = ctx.jobs.submit("eval", eval_args(r, w, d, s, t, n, guard=ctx.guard), name=r,
                                      out_dir=ctx.workspace.runs / r / "eval")
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *follower.skips())
         return (f"Started evaluation job #{job_id} of **{html.escape(r)}**.", *follower.select(job_id))
 
-    def tick(job_id, known, r, on_screen):
-        out = follower.tick(job_id, known)
+    def tick(job_id, known, followed, r, on_screen):
+        out, _view, _changed = follower.tick(job_id, known, followed)
         now = stamp(r)
         if on_screen is not None and list(on_screen) == list(now):
             return (*out, *[gr.skip()] * len(result_outputs), gr.skip())
@@ -132,11 +139,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     run.change(show, [run], [*result_outputs, shown], api_visibility="private")
     refresh_btn.click(refresh_lists, [run], [run, dataset], api_visibility="private")
     tab.select(refresh_lists, [run], [run, dataset], api_visibility="private")
-    timer.tick(tick, [*follower.inputs(), run, shown], [*follower.outputs(), *result_outputs, shown],
-               api_visibility="private", show_progress="hidden")
+    follower.watch(tick, [*follower.inputs(), run, shown], [*follower.outputs(), *result_outputs, shown])
     demo.load(refresh_lists, [run], [run, dataset], api_visibility="private").then(
         show, [run], [*result_outputs, shown], api_visibility="private")
-    return [timer]
+    return [follower.timer]
 
 
 def api(ctx: AppContext) -> None:
@@ -144,7 +150,8 @@ def api(ctx: AppContext) -> None:
                  threshold: float = 0.5, vis_count: int = 8) -> dict:
         """Start an evaluation job (`python -m toolbox eval`); returns {"job", "run", "status"}. When the job
         is ok, runs/<run>/eval/metrics.json holds the results (also returned by /job's last_eval)."""
-        job_id = ctx.jobs.submit("eval", eval_args(run, weights, dataset or None, split, threshold, vis_count),
+        job_id = ctx.jobs.submit("eval", eval_args(run, weights, dataset or None, split, threshold, vis_count,
+                                                   guard=ctx.guard),
                                  name=run, out_dir=ctx.workspace.runs / run / "eval")
         return {"job": job_id, "run": run, "status": ctx.jobs.registry.get(job_id)["status"]}
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from ..deploy.targets import TARGETS
 from ..errors import ToolboxError, UsageError
 from .follow import Follower
+from .safety import PathGuard
 from .widgets import AppContext, api_errors, badge, error_md, intro, list_exports, list_runs, read_json
 
 FORMATS = [("Paddle inference model", "paddle"), ("ONNX", "onnx"), ("RKNN (RK3588 NPU)", "rknn")]
@@ -25,20 +27,20 @@ TARGET_HELP = {
 
 
 def targets() -> list[str]:
-    try:
-        from ..deploy.targets import TARGETS
-        return list(TARGETS)
-    except ImportError:
-        return list(TARGET_HELP)
+    return list(TARGETS)
 
 
 def export_args(run: str, weights: str, name: str, formats: list[str], input_size, fp16_onnx: bool,
-                rknn_quant: str, calib_size) -> tuple[list[str], str]:
+                rknn_quant: str, calib_size, *, guard: PathGuard) -> tuple[list[str], str]:
+    """The `export` arguments; the run field (a name or a path) and a weights path must pass `guard`."""
     if not run:
         raise UsageError("pick a training run to export")
+    run = guard.check_name_or_path(run, "Run")
+    if weights not in (None, "", "best", "last"):
+        weights = guard.check_file_or_url(weights, "Checkpoint")
     if not formats:
         raise UsageError("tick at least one format")
-    name = (name or "").strip() or run
+    name = (name or "").strip() or Path(run).name
     if not re.fullmatch(r"[\w][\w.+-]*", name):
         raise UsageError(f"export name '{name}' may only hold letters, digits, '_', '-', '.', '+'")
     order = [f for _, f in FORMATS if f in formats]
@@ -52,9 +54,11 @@ def export_args(run: str, weights: str, name: str, formats: list[str], input_siz
     return args, name
 
 
-def deploy_args(export: str, chosen: list[str]) -> list[str]:
+def deploy_args(export: str, chosen: list[str], *, guard: PathGuard) -> list[str]:
+    """The `deploy` arguments; the export field (a name or a path) must pass `guard`."""
     if not export:
         raise UsageError("pick an export (export a run above first)")
+    export = guard.check_name_or_path(export, "Export")
     if not chosen:
         raise UsageError("tick at least one SDK target")
     return ["--export", export, "--target", ",".join(chosen)]
@@ -126,7 +130,7 @@ def download_updates(ctx: AppContext, export: str | None) -> list:
     for t in targets():
         p = zip_path(ctx, export, t)
         label = f"⬇ {t} ({p.stat().st_size / 2**20:.1f} MB)" if p else t
-        ups.append(gr.update(value=str(p) if p else None, visible=p is not None, label=label))
+        ups.append(gr.update(value=ctx.outbox.publish(p) if p else None, visible=p is not None, label=label))
     return ups
 
 
@@ -178,7 +182,6 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     with gr.Row(elem_id="deploy-downloads"):
         buttons = [gr.DownloadButton(t, visible=False, elem_id=f"dl-{t}", size="md") for t in tlist]
     shown = gr.State(None)
-    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
     result_outputs = [head, fmt_table, parity, *buttons]
 
     def fingerprint(e):
@@ -191,21 +194,21 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
 
     def on_export(r, w, n, f, s, fp, q, c):
         try:
-            args, export_name = export_args(r, w, n, f, s, fp, q, c)
+            args, export_name = export_args(r, w, n, f, s, fp, q, c, guard=ctx.guard)
             job_id = ctx.jobs.submit("export", args, name=export_name, out_dir=ctx.workspace.exports / export_name)
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *follower.skips())
         return (f"Started export job #{job_id}: **{html.escape(export_name)}**.", *follower.select(job_id))
 
     def on_deploy(e, t):
         try:
-            job_id = ctx.jobs.submit("deploy", deploy_args(e, t), name=e, out_dir=ctx.workspace.sdk)
+            job_id = ctx.jobs.submit("deploy", deploy_args(e, t, guard=ctx.guard), name=e, out_dir=ctx.workspace.sdk)
         except ToolboxError as err:
-            return (error_md(err), *[gr.skip()] * 4)
+            return (error_md(err), *follower.skips())
         return (f"Started deploy job #{job_id}: {len(t)} zip(s) for **{html.escape(e)}**.", *follower.select(job_id))
 
-    def tick(job_id, known, e, on_screen):
-        out = follower.tick(job_id, known)
+    def tick(job_id, known, followed, e, on_screen):
+        out, _view, _changed = follower.tick(job_id, known, followed)
         exports_now = list_exports(ctx.workspace)
         if (e is None or e not in exports_now) and exports_now:
             e = exports_now[0]
@@ -225,12 +228,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     export_pick.change(show, [export_pick], [*result_outputs, shown], api_visibility="private")
     refresh_btn.click(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private")
     tab.select(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private")
-    timer.tick(tick, [*follower.inputs(), export_pick, shown],
-               [*follower.outputs(), export_pick, *result_outputs, shown], api_visibility="private",
-               show_progress="hidden")
+    follower.watch(tick, [*follower.inputs(), export_pick, shown],
+                   [*follower.outputs(), export_pick, *result_outputs, shown])
     demo.load(refresh_lists, [run, export_pick], [run, export_pick], api_visibility="private").then(
         show, [export_pick], [*result_outputs, shown], api_visibility="private")
-    return [timer]
+    return [follower.timer]
 
 
 def api(ctx: AppContext) -> None:
@@ -238,13 +240,14 @@ def api(ctx: AppContext) -> None:
                input_size: int = 0, fp16_onnx: bool = False, rknn_quant: str = "fp16", calib_size: int = 32) -> dict:
         """Start an export job (`python -m toolbox export`); returns {"job", "export", "status"}."""
         args, export_name = export_args(run, weights, name, [f.strip() for f in formats.split(",") if f.strip()],
-                                        input_size or None, fp16_onnx, rknn_quant, calib_size)
+                                        input_size or None, fp16_onnx, rknn_quant, calib_size, guard=ctx.guard)
         job_id = ctx.jobs.submit("export", args, name=export_name, out_dir=ctx.workspace.exports / export_name)
         return {"job": job_id, "export": export_name, "status": ctx.jobs.registry.get(job_id)["status"]}
 
     def deploy(export: str, targets: str = "linux-cpu-python") -> dict:
         """Start a deploy job building sdk/<export>-<target>.zip for each target (comma list or 'all')."""
-        job_id = ctx.jobs.submit("deploy", deploy_args(export, [t.strip() for t in targets.split(",") if t.strip()]),
+        job_id = ctx.jobs.submit("deploy", deploy_args(export, [t.strip() for t in targets.split(",") if t.strip()],
+                                                       guard=ctx.guard),
                                  name=export, out_dir=ctx.workspace.sdk)
         return {"job": job_id, "export": export, "status": ctx.jobs.registry.get(job_id)["status"]}
 

@@ -14,6 +14,7 @@ free, and a scheduler thread starts it. The queue lives in the registry, so it s
 """
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from ..errors import EXIT_CANCELLED, UsageError
 from ..events import read_events
 from ..workspace import ENV_JOB_ID, JobRegistry, Workspace
 
-JOB_KINDS = ("train", "eval", "export", "deploy")
+JOB_KINDS = ("check", "convert", "train", "eval", "export", "deploy")
 ACTIVE = ("queued", "running")
 CANCEL_GRACE_S = 20.0
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding toolbox/
@@ -128,19 +129,22 @@ class JobManager:
                     if any(devices_conflict(devs, b) for b in busy):
                         continue  # stays queued; later jobs for other devices may still start
                     busy.append(devs)
-                self._launch(row)
-                started.append(int(row["id"]))
+                if self._launch(row):
+                    started.append(int(row["id"]))
         return started
 
-    def _launch(self, row: dict) -> None:
+    def _launch(self, row: dict) -> bool:
+        """Claim the queued row (atomically: another app process may race us) and start it."""
         job_id = int(row["id"])
+        log_path = Path(row.get("log_path") or self.logs_dir / f"{job_id}.log")
+        if not self.registry.claim(job_id, started=time.time(), log_path=str(log_path)):
+            return False  # another process started it, or it was cancelled meanwhile
         args = list(row["args"])
         cmd = [self.python, "-m", "toolbox", "--workspace", str(self.workspace.root), *args]
         env = {**os.environ, **self.extra_env, ENV_JOB_ID: str(job_id)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("PYTHONWARNINGS", "ignore")  # library warnings (ccache, …) would bury the log tail
-        log_path = Path(row.get("log_path") or self.logs_dir / f"{job_id}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             log.write(f"$ python -m toolbox {' '.join(args)}\n".encode())
@@ -150,10 +154,10 @@ class JobManager:
                                         cwd=str(PACKAGE_PARENT), env=env, start_new_session=True)
             except OSError as e:
                 self.registry.finish(job_id, "failed", 3, f"could not start the job: {e}")
-                return
+                return True
         self._procs[job_id] = proc
-        self.registry.update(job_id, status="running", pid=proc.pid, pgid=proc.pid,
-                             started=time.time(), log_path=str(log_path))
+        self.registry.update(job_id, pid=proc.pid, pgid=proc.pid)
+        return True
 
     # ------------------------------------------------------------------ reaping
     def poll(self) -> None:
@@ -250,6 +254,10 @@ class JobManager:
             return None
         return JobView(row, job_events(row, self.workspace))
 
+    def latest_active(self) -> dict | None:
+        """The newest queued or running job of any kind, or None."""
+        return next((r for r in self.jobs() if r["status"] in ACTIVE), None)
+
     def latest(self, kind: str, active_first: bool = True) -> dict | None:
         """The newest job of a kind (a running or queued one first): what a page follows by default."""
         rows = [r for r in self.jobs() if r["kind"] == kind]
@@ -276,73 +284,42 @@ def _signal_group(pgid: int, pid: int, sig: int) -> None:
         pass
 
 
-def job_out_dir(row: dict, workspace: Workspace) -> Path | None:
-    """Where a job writes its events: the registry's out_dir, else guessed from its arguments."""
-    if row.get("out_dir"):
-        return Path(row["out_dir"])
-    args = _cmd_args(row)
-    opts = _options(args)
-    kind = row.get("kind")
-    if kind == "train" and opts.get("--run"):
-        return workspace.runs / opts["--run"]
-    if kind == "eval" and opts.get("--run"):
-        return workspace.runs / opts["--run"] / "eval"
-    if kind == "export" and opts.get("--name"):
-        return workspace.exports / opts["--name"]
-    return None
-
-
-def _options(args: list[str]) -> dict[str, str]:
-    out = {}
-    for i, a in enumerate(args):
-        if a.startswith("--"):
-            if "=" in a:
-                k, v = a.split("=", 1)
-                out[k] = v
-            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-                out[a] = args[i + 1]
-            else:
-                out[a] = ""
-    return out
+def job_out_dir(row: dict) -> Path | None:
+    """Where a job writes its events: the registry's out_dir (set when the UI submits it, or by the
+    step itself through record_job_output once it knows its folder)."""
+    return Path(row["out_dir"]) if row.get("out_dir") else None
 
 
 def job_events(row: dict, workspace: Workspace) -> list[dict]:
-    """The events of this job (not of an earlier job writing to the same file)."""
-    out = job_out_dir(row, workspace)
+    """This job's events: from the `start` event carrying its id to the next job's `start`.
+
+    Exports build in exports/.<name>.*.tmp and then rename it to <name> (or <name>.failed), so those
+    folders are searched too; the job id, not the time or the folder, says which events are whose.
+    """
+    out = job_out_dir(row)
     if out is None:
         return []
-    started = float(row.get("started") or 0)
     candidates = [out]
     if row.get("kind") == "export":
-        # export builds in exports/.<name>.*.tmp, then renames it to <name> (or <name>.failed)
-        staging = sorted(out.parent.glob(f".{out.name}.*.tmp"), key=lambda p: p.stat().st_mtime, reverse=True)
+        staging = sorted(out.parent.glob(f".{glob.escape(out.name)}.*.tmp"))
         candidates = [*staging, out, out.with_name(out.name + ".failed")]
-    fallback: list[dict] = []
     for folder in candidates:
-        events = list(read_events(folder / "events.jsonl"))
-        mine = _since(events, started, row.get("status") in ACTIVE)
-        if mine and _ts(mine[0]) >= started - 2:
+        mine = events_of_job(read_events(folder / "events.jsonl"), int(row["id"]))
+        if mine:
             return mine
-        fallback = fallback or mine
-    return fallback
+    return []
 
 
-def _since(events: list[dict], started: float, active: bool) -> list[dict]:
-    starts = [i for i, e in enumerate(events) if e.get("type") == "start"]
-    mine = [i for i in starts if _ts(events[i]) >= started - 2]
-    if mine:
-        return events[mine[0]:]
-    if starts and active:
-        return []  # this job has not written its start yet; the events are an earlier job's
-    return events[starts[-1]:] if starts else events
-
-
-def _ts(event: dict) -> float:
-    from datetime import datetime
-    try:
-        return datetime.fromisoformat(str(event.get("time"))).timestamp()
-    except ValueError:
-        return 0.0
+def events_of_job(events: Iterable[dict], job_id: int) -> list[dict]:
+    """The slice of an events stream that job `job_id` wrote (empty when it has not started)."""
+    mine: list[dict] = []
+    inside = False
+    for ev in events:
+        if ev.get("type") == "start":
+            inside = ev.get("job") == job_id
+        if inside:
+            mine.append(ev)
+    return mine
 
 
 def tail(path: str | os.PathLike | None, lines: int = 40, max_bytes: int = 200_000) -> str:

@@ -3,15 +3,14 @@ threshold, see the boxes drawn and listed. Short work, so it runs in the app pro
 function as `python -m toolbox predict` (toolbox.engine.api.predict)."""
 from __future__ import annotations
 
-import tempfile
 import threading
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 from gradio.data_classes import FileData
 
 from ..errors import ToolboxError, UsageError
+from .predictors import KEEP_PER_MODEL, find_source, predict_one
 from .widgets import AppContext, api_errors, badge, error_md, intro, list_exports, list_runs
 
 COLUMNS = ["class", "score", "x1", "y1", "x2", "y2"]
@@ -26,9 +25,8 @@ def sources(ctx: AppContext) -> list[tuple[str, str]]:
 
 
 def run_predict(ctx: AppContext, image: str, source: str, threshold: float = 0.5) -> dict:
-    """Detect objects in one image file; returns the predict result for it (boxes, vis_path, ...)."""
-    from ..engine.api import predict
-
+    """Detect objects in one image file; returns the predict result for it (boxes, vis_path, ...) plus
+    `model_reused` (the model was already loaded) and `load_s` (seconds spent loading it)."""
     if not image:
         raise UsageError("upload an image first")
     if not source or ":" not in source:
@@ -36,20 +34,14 @@ def run_predict(ctx: AppContext, image: str, source: str, threshold: float = 0.5
     kind, name = source.split(":", 1)
     if kind not in ("run", "export"):
         raise UsageError(f"unknown source '{source}': use run:NAME or export:NAME")
+    name = ctx.guard.check_name_or_path(name, "Model")
     path = ctx.guard.check(image)
-    out = Path(tempfile.mkdtemp(prefix="ui-", dir=_predictions(ctx)))
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file: upload an image")
+    src = find_source(ctx.workspace, kind, name)
     with _LOCK:
-        results = predict([str(path)], **{kind: name}, threshold=float(threshold), out=str(out),
-                          workspace=ctx.workspace, progress=False)
-    if not results:
-        raise UsageError(f"{path.name} is not an image the toolbox can read")
-    return results[0]
-
-
-def _predictions(ctx: AppContext) -> Path:
-    d = ctx.workspace.root / "predictions"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+        result, reused, load_s = predict_one(ctx.workspace, ctx.predictors, src, path, float(threshold))
+    return {**result, "model_reused": reused, "load_s": round(load_s, 2)}
 
 
 def boxes_table(result: dict) -> pd.DataFrame:
@@ -64,7 +56,10 @@ def boxes_table(result: dict) -> pd.DataFrame:
 def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     gr.Markdown(intro("5 · Try it",
                       "Upload a picture and see what your model finds. Pick an export (the model you will "
-                      "ship, run with ONNX Runtime) or a training run (its best checkpoint)."))
+                      "ship, run with ONNX Runtime) or a training run (its best checkpoint). The two most "
+                      "recently used models stay loaded, so the next picture is quick. Each result is saved "
+                      f"in `predictions/<model>/`; the last {KEEP_PER_MODEL} per model are kept, older "
+                      "ones are deleted."))
     choices = sources(ctx)
     with gr.Row():
         with gr.Column(scale=2):
@@ -89,8 +84,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
         except ToolboxError as e:
             return error_md(e), None, pd.DataFrame(columns=COLUMNS)
         n = len(res.get("boxes") or [])
-        msg = f"{badge('ok', f'{n} object' + ('' if n == 1 else 's'))} found with score ≥ {thr:.2f}"
-        return msg, res.get("vis_path"), boxes_table(res)
+        loaded = "model already loaded" if res["model_reused"] else f"model loaded in {res['load_s']:.1f} s"
+        msg = (f"{badge('ok', f'{n} object' + ('' if n == 1 else 's'))} found with score ≥ {thr:.2f} · "
+               f"{loaded}")
+        return msg, ctx.outbox.publish(res.get("vis_path")), boxes_table(res)
 
     go.click(on_detect, [image, source, threshold], [status, drawn, table], api_visibility="private")
     def refresh_sources(current):
@@ -107,11 +104,11 @@ def api(ctx: AppContext) -> None:
     def predict(image: FileData, source: str = "", threshold: float = 0.5) -> dict:
         """Detect objects in an uploaded image with `run:NAME` or `export:NAME` (default: the newest
         export, else the newest run). Returns {"source", "detections": [{cls_id, label, score,
-        coordinate [x1, y1, x2, y2]}]}."""
+        coordinate [x1, y1, x2, y2]}], "model_reused": whether the model was already loaded}."""
         src = source or (sources(ctx) or [(None, "")])[0][1]
         file = image.get("path") if isinstance(image, dict) else getattr(image, "path", image)
         res = run_predict(ctx, str(file), src, threshold)
-        return {"source": src, "detections": res.get("boxes") or []}
+        return {"source": src, "detections": res.get("boxes") or [], "model_reused": res["model_reused"]}
 
     def models() -> list[str]:
         """The sources predict accepts: export:NAME and run:NAME."""

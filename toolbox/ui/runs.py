@@ -8,7 +8,10 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from ..errors import ToolboxError
+
 from .jobs import ACTIVE, JobView, tail
+from .pace import ACTIVE_POLL_S, IDLE_POLL_S
 from .widgets import AppContext, api_errors, badge, error_md, fmt_duration, fmt_time, intro, job_duration, progress_html
 
 COLUMNS = ["job", "kind", "name", "status", "progress", "started", "duration", "result"]
@@ -26,6 +29,8 @@ def progress_of(view: JobView) -> tuple[float | None, str]:
         return frac, status
     if log is None:
         started = view.last("start")
+        if view.row.get("kind") in ("check", "convert"):
+            return None, "importing… (its log says how far)"
         return 0.0, "starting…" if started is None else "started, waiting for the first step"
     frac = _fraction(log)
     parts = []
@@ -116,7 +121,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     progress = gr.HTML(elem_id="runs-progress")
     log = gr.Textbox(label="Log (last lines)", lines=14, max_lines=14, interactive=False,
                      elem_classes=["tb-log"], elem_id="runs-log", autoscroll=True)
-    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
+    timer = gr.Timer(ACTIVE_POLL_S, active=False)  # the shell runs it while this tab is shown
+    signal = gr.State(None)  # the table and detail `poll` last saw; its change redraws them (see follow.py)
 
     def on_select(evt: gr.SelectData, df: pd.DataFrame):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -128,20 +134,30 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     def refresh_all(jid):
         return (jobs_table(ctx), *job_detail(ctx, jid))
 
+    def poll(jid, seen):
+        """The timer's call: a new signal (and pace) only when the table or the detail would change."""
+        table_now = jobs_table(ctx)
+        interval = ACTIVE_POLL_S if ctx.jobs.latest_active() is not None else IDLE_POLL_S
+        key = [table_now.to_json(), *job_detail(ctx, jid), interval]
+        if key == seen:
+            return gr.skip(), gr.skip()
+        return key, gr.update(value=interval)
+
     def do_cancel(jid):
         if jid in (None, ""):
             return "Pick a job first."
         try:
             return ctx.jobs.cancel(int(jid))
-        except Exception as e:  # noqa: BLE001
+        except (ToolboxError, OSError) as e:  # a job gone or unknown: say so on the page
             return error_md(e)
 
     table.select(on_select, [table], [job_id], api_visibility="private")
     job_id.change(lambda j: job_detail(ctx, j), [job_id], [header, progress, log], api_visibility="private")
     refresh.click(refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
     tab.select(refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
-    timer.tick(refresh_all, [job_id], [table, header, progress, log], api_visibility="private",
-               show_progress="hidden")
+    timer.tick(poll, [job_id, signal], [signal, timer], api_visibility="private", show_progress="hidden")
+    signal.change(refresh_all, [job_id], [table, header, progress, log], api_visibility="private",
+                  show_progress="hidden")
     cancel.click(do_cancel, [job_id], [message], api_visibility="private").then(
         refresh_all, [job_id], [table, header, progress, log], api_visibility="private")
     return [timer]

@@ -14,13 +14,19 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from ..engine.config import TRAIN_DEFAULTS, model_recipe, parse_overrides
 from ..errors import ToolboxError, UsageError
+from ..models import list_models, load_config
 from .follow import Follower
+from . import plan as P
+from .curves import PlotsShown, curves, run_summary, series_of
 from .jobs import ACTIVE, JobView
-from .widgets import AppContext, api_errors, error_md, intro, list_datasets
+from .safety import PathGuard
+from .widgets import AppContext, api_errors, error_md, fmt_duration, intro, list_datasets
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
-TEST_MODEL = "tiny-test"
+
+AMP_HELP = "faster on recent GPUs; off on the CPU (the engine only runs it on a GPU)"
 
 # (flag, label, kind, help) for every training option; kind: int, float, text, bool, choice:a|b
 OPTIONS = [
@@ -38,7 +44,7 @@ OPTIONS = [
     ("--early-stop-patience", "Early-stop patience", "int", "evaluations without a better AP before stopping; 0: never"),
     ("--num-workers", "Data workers", "int", "processes decoding images"),
     ("--seed", "Seed", "int", "same seed, same data order and initialisation"),
-    ("--amp", "Mixed precision (GPU)", "bool", "faster on recent GPUs; ignored on CPU"),
+    ("--amp", "Mixed precision (GPU)", "bool", AMP_HELP),
 ]
 DEFAULT_KEYS = {"--epochs": "epochs", "--max-steps": "max_steps", "--batch-size": "batch_size",
                 "--grad-accum-steps": "grad_accum_steps", "--lr": "lr", "--warmup-steps": "warmup_steps",
@@ -49,69 +55,48 @@ DEFAULT_KEYS = {"--epochs": "epochs", "--max-steps": "max_steps", "--batch-size"
 
 # ---------------------------------------------------------------------- model zoo
 def zoo_rows() -> list[dict]:
-    """The model-zoo rows (toolbox.models.list_models), flattened for a table."""
-    try:
-        from ..models import list_models
-        models = list_models()
-    except (ImportError, AttributeError):
-        models = []
-    rows = []
-    for m in models:
-        zoo = m.get("zoo") if isinstance(m.get("zoo"), dict) else m
-        rows.append({"model": m.get("name") or m.get("model_name") or m.get("model"),
-                     "backbone": zoo.get("backbone", ""), "COCO AP": zoo.get("ap"), "AP50": zoo.get("ap50"),
-                     "params (M)": zoo.get("params_m"), "GFLOPs": zoo.get("gflops"),
-                     "FPS (T4 TRT fp16)": zoo.get("fps_t4")})
-    return [r for r in rows if r["model"]]
+    """The model-zoo rows (toolbox.models.list_models), named for a table."""
+    return [{"model": m["name"], "backbone": m.get("backbone") or "", "COCO AP": m.get("ap"), "AP50": m.get("ap50"),
+             "params (M)": m.get("params_m"), "GFLOPs": m.get("gflops"), "FPS (T4 TRT fp16)": m.get("fps_t4")}
+            for m in list_models()]
 
 
 def model_names() -> list[str]:
-    names = [r["model"] for r in zoo_rows()]
-    if not names and PIPELINES.is_dir():
-        names = sorted(p.stem for p in PIPELINES.glob("*.yaml") if p.stem != TEST_MODEL)
-    return names
+    return [r["model"] for r in zoo_rows()]
 
 
 def option_defaults(model: str | None) -> dict[str, object]:
-    """The value each option takes when left alone: the recipe defaults overlaid with the model's own."""
-    try:
-        from ..engine.config import TRAIN_DEFAULTS
-        values = dict(TRAIN_DEFAULTS)
-    except ImportError:
-        values = {}
-    cfg = _model_config(model)
-    values.update(cfg.get("train") or {})
+    """The value each option takes when left alone: what the engine resolves from its recipe defaults and
+    the model's pipelines/ file (toolbox.engine.config.model_recipe), so the form never re-derives them."""
+    values = dict(TRAIN_DEFAULTS)
+    cfg = load_config(model) if model else {}
+    recipe, _augment, info = model_recipe(cfg)
+    values.update(recipe)
     out: dict[str, object] = {flag: values.get(key) for flag, key in DEFAULT_KEYS.items()}
-    out["--input-size"] = cfg.get("input_size")
+    out["--lr"] = None  # blank: the engine's own rate (base rate, scaled as the config says)
+    out["--input-size"] = info.get("input_size")
     out["--sampling"] = ((cfg.get("transformer") or {}).get("sampling") or cfg.get("sampling") or "grid")
     if out.get("--max-steps") is None:
         out["--max-steps"] = 0
     return out
 
 
-def _model_config(model: str | None) -> dict:
-    if not model:
-        return {}
-    try:
-        from ..models import load_config
-        return load_config(model) or {}
-    except Exception:  # noqa: BLE001 - a custom name or config not loadable yet: no model defaults
-        path = PIPELINES / f"{model}.yaml"
-        if path.is_file():
-            import yaml
-            return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return {}
-
-
 # ---------------------------------------------------------------------- the command line
 def build_args(dataset: str, model: str, run: str, device: str, pretrained: str, init_from: str,
-               extra: str, values: dict[str, object], defaults: dict[str, object]) -> tuple[list[str], str]:
+               extra: str, values: dict[str, object], defaults: dict[str, object], *,
+               guard: PathGuard) -> tuple[list[str], str]:
     """The `train` arguments for the form; returns (args, run name). Options left at their default are
-    not passed, so the command says what the user chose and the config supplies the rest."""
+    not passed, so the command says what the user chose and the config supplies the rest. Every field
+    naming a file or folder (dataset, config, pretrained weights, init-from) must pass `guard`."""
     if not dataset:
         raise UsageError("pick a dataset (check one on the Data page first)")
     if not model:
         raise UsageError("pick a model")
+    dataset = guard.check_name_or_path(dataset, "Dataset")
+    if model.endswith((".yaml", ".yml")):
+        model = checked_config(guard, model)
+    pretrained = guard.check_file_or_url(pretrained, "Start from", keywords=("default", "none"))
+    init_from = guard.check_name_or_path(init_from, "Init from")
     run = (run or "").strip() or f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{datetime.now():%Y%m%d-%H%M%S}"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", run) or run in (".", ".."):
         raise UsageError(f"run name '{run}' may only hold letters, digits, '.', '_' and '-'")
@@ -121,10 +106,13 @@ def build_args(dataset: str, model: str, run: str, device: str, pretrained: str,
         args += ["--pretrained", pretrained]
     if init_from and init_from.strip():
         args += ["--init-from", init_from.strip()]
+    on_cpu = is_cpu(device)
     for flag, _label, kind, _help in OPTIONS:
         value = values.get(flag)
         if value is None or value == "":
             continue
+        if flag == "--amp" and on_cpu:
+            continue  # the engine refuses --amp without a GPU; the form greys the box out on the CPU
         if kind == "bool":
             if value:
                 args.append(flag)
@@ -145,6 +133,34 @@ def build_args(dataset: str, model: str, run: str, device: str, pretrained: str,
                 raise UsageError(f"override '{line}' is not KEY=VALUE (e.g. train.ema=false)")
             args += ["-o", line]
     return args, run
+
+
+def is_cpu(device: str | None) -> bool:
+    return (device or "cpu").strip().lower() == "cpu"
+
+
+def amp_box(device: str | None):
+    """The mixed-precision box for a device: usable on a GPU, unticked and greyed out on the CPU."""
+    if is_cpu(device):
+        return gr.update(interactive=False, value=False, info="GPU only: not available on the CPU")
+    return gr.update(interactive=True, info=AMP_HELP)
+
+
+def checked_config(guard: PathGuard, value: str) -> str:
+    """A model config path: the repository's pipelines/ files, or a file under an allowed folder.
+
+    A relative path is read from the repository root, as the job (run there) would read it.
+    """
+    path = Path(value.strip()).expanduser()
+    if not path.is_absolute():
+        path = PIPELINES.parent / path
+    path = path.resolve()
+    if PIPELINES.resolve() in path.parents:
+        return str(path)
+    try:
+        return str(guard.check(path))
+    except UsageError as e:
+        raise UsageError(f"Model config: {e}") from None
 
 
 def _same(a, b) -> bool:
@@ -177,51 +193,6 @@ def resume_args(view: JobView) -> list[str]:
     return [*out, "--resume"]
 
 
-# ---------------------------------------------------------------------- curves
-MAIN_LOSS = re.compile(r"^loss(_[a-z]+)?$")
-
-
-def curves(view: JobView | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(loss, lr, mAP) tables for the line plots, from a job's log and eval events."""
-    loss_rows, lr_rows, map_rows = [], [], []
-    for ev in (view.events if view else []):
-        if ev.get("type") == "log" and ev.get("step") is not None:
-            step = int(ev["step"])
-            losses = ev.get("losses") or {}
-            names = [n for n in losses if MAIN_LOSS.match(n) and not any(t in n for t in ("aux", "dn", "enc"))]
-            for n in names or list(losses):
-                if losses[n] is not None:
-                    loss_rows.append({"step": step, "value": float(losses[n]), "series": n})
-            if ev.get("lr") is not None:
-                lr_rows.append({"step": step, "lr": float(ev["lr"])})
-        elif ev.get("type") == "eval":
-            m = ev.get("metrics") or {}
-            step = int(ev.get("step") or 0)
-            for k in ("AP", "AP50"):
-                if m.get(k) is not None:
-                    map_rows.append({"step": step, "value": float(m[k]), "series": k})
-    return (pd.DataFrame(loss_rows, columns=["step", "value", "series"]),
-            pd.DataFrame(lr_rows, columns=["step", "lr"]),
-            pd.DataFrame(map_rows, columns=["step", "value", "series"]))
-
-
-def run_summary(view: JobView | None) -> str:
-    if view is None:
-        return ""
-    best = None
-    for ev in view.events:
-        if ev.get("type") == "eval":
-            ap = (ev.get("metrics") or {}).get("AP")
-            if ap is not None and (best is None or ap > best):
-                best = ap
-    parts = []
-    if best is not None:
-        parts.append(f"best AP so far: **{best:.3f}**")
-    if view.status == "ok":
-        parts.append("finished: evaluate it on **3 · Evaluate** or export it on **4 · Export & deploy**")
-    return " · ".join(parts)
-
-
 # ---------------------------------------------------------------------- page
 def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     gr.Markdown(intro("2 · Train a detector",
@@ -230,7 +201,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                       "The job runs in the background: curves, progress and log update live, and you can "
                       "cancel it or resume it from its last checkpoint."))
     zoo = zoo_rows()
-    names = [r["model"] for r in zoo] or model_names()
+    names = [r["model"] for r in zoo]
     first_model = "RT-DETR-R18" if "RT-DETR-R18" in names else (names[0] if names else None)
     datasets = list_datasets(ctx.workspace)
     first_ds = ctx.settings.get("demo") if ctx.settings.get("demo") in datasets else (datasets[0] if datasets else None)
@@ -260,8 +231,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                 elem = f"train-opt-{flag[2:]}"
                 value = defaults.get(flag)
                 if kind == "bool":
-                    widgets[flag] = gr.Checkbox(value=bool(value), label=label, info=help_, elem_id=elem,
-                                                min_width=200)
+                    on_cpu = flag == "--amp" and is_cpu(device.value)
+                    widgets[flag] = gr.Checkbox(value=bool(value) and not on_cpu, label=label, elem_id=elem,
+                                                info="GPU only: not available on the CPU" if on_cpu else help_,
+                                                interactive=not on_cpu, min_width=200)
                 elif kind.startswith("choice:"):
                     widgets[flag] = gr.Dropdown(kind.split(":", 1)[1].split("|"), value=value or "grid",
                                                 label=label, info=help_, elem_id=elem, min_width=200)
@@ -275,28 +248,39 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         resume = gr.Button("Resume the followed run", elem_id="train-resume")
+    with gr.Group():
+        plan = gr.Markdown(elem_id="train-plan")
+        with gr.Row():
+            propose = gr.Button("Use CPU-sized settings", elem_id="train-propose", visible=False)
+            measure = gr.Button("Measure speed (short probe run)", elem_id="train-measure", size="sm")
     message = gr.Markdown(elem_id="train-message")
     gr.Markdown("### Progress")
     follower = Follower(ctx, ("train",), "train", label="Training job")
     summary = gr.Markdown(elem_id="train-summary")
+    loss0, lr0, map0 = curves(None)  # typed from the start: the charts keep the first column types
     with gr.Row():
-        loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=260,
-                                elem_id="train-loss-plot")
-        lr_plot = gr.LinePlot(x="step", y="lr", title="Learning rate", height=260, elem_id="train-lr-plot")
-        map_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation mAP", height=260,
-                               elem_id="train-map-plot", y_lim=[0, None])
-    timer = gr.Timer(2.0, active=False)  # the shell runs it while this tab is shown
+        loss_plot = gr.LinePlot(loss0, x="step", y="value", color="series", title="Loss", height=260,
+                                elem_id="train-loss-plot", y_title="loss")
+        lr_plot = gr.LinePlot(lr0, x="step", y="lr", title="Learning rate", height=260, elem_id="train-lr-plot",
+                              y_title="learning rate")
+        map_plot = gr.LinePlot(map0, x="step", y="value", color="series", title="Validation mAP", height=260,
+                               elem_id="train-map-plot", y_title="AP (0-1)")
+    plotted = gr.State(None)  # (job, number of events) the plots and summary show
 
     def on_model(m):
-        d = option_defaults(m)
+        try:
+            d = option_defaults(m)
+        except ToolboxError:  # a typed name or path that is no model (yet): Start says why
+            return (gr.skip(), *[gr.skip()] * len(flags))
         return (d, *[gr.update(value=d.get(f) if d.get(f) is not None else None) for f in flags])
 
     def on_start(ds, m, r, dev, pre, init, ex, dflt, *vals):
         try:
-            args, run_name = build_args(ds, m, r, dev, pre, init, ex, dict(zip(flags, vals)), dflt or {})
+            args, run_name = build_args(ds, m, r, dev, pre, init, ex, dict(zip(flags, vals)), dflt or {},
+                                        guard=ctx.guard)
             job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *follower.skips())
         status = ctx.jobs.registry.get(job_id)["status"]
         note = " It is **queued** until the running training job on this device ends." if status == "queued" else ""
         return (f"Started job #{job_id}: run **{html.escape(run_name)}**.{note}", *follower.select(job_id))
@@ -312,29 +296,109 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
             name = view.row.get("name") or ""
             new_id = ctx.jobs.submit("train", args, name=name, out_dir=view.row.get("out_dir") or "")
         except ToolboxError as e:
-            return (error_md(e), *[gr.skip()] * 4)
+            return (error_md(e), *follower.skips())
         return (f"Resuming **{html.escape(name)}** from its last checkpoint as job #{new_id}.",
                 *follower.select(new_id))
 
-    def refresh(job_id, known):
-        view = follower.view(job_id)
+    def refresh(job_id, known, shown, on_plots):
+        out, view, _changed = follower.tick(job_id, known, shown)
+        stamp = None if view is None else [view.id, view.status, len(view.events)]
+        plots = PlotsShown.of(on_plots)
+        if stamp == plots.stamp:
+            return (*out, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())  # nothing new: no redraw
         loss, lr, mp = curves(view)
-        return (*follower.tick(job_id, known), run_summary(view), loss, lr, mp)
+        now = PlotsShown(stamp, {"loss": series_of(loss), "map": series_of(mp)}, dict(plots.legend))
+        return (*out, run_summary(view), loss, lr, mp, now)
 
+    def name_legends(on_plots):
+        """After new data: name the series of a plot whose series changed (see PlotsShown)."""
+        plots = PlotsShown.of(on_plots)
+        ups = [plots.legend_update(k) for k in ("loss", "map")]
+        return (*ups, plots)
+
+    def form_options(dev, dflt, vals) -> dict:
+        """The form as engine options (None: left at the default), as build_args passes them."""
+        out = {}
+        for (flag, _l, kind, _h), v in zip(OPTIONS, vals):
+            key = DEFAULT_KEYS.get(flag) or flag[2:].replace("-", "_")
+            if v in (None, "") or _same(v, (dflt or {}).get(flag)) or (flag == "--max-steps" and not v):
+                out[key] = None
+            elif flag == "--amp":
+                out[key] = bool(v) and not is_cpu(dev) or None
+            else:
+                out[key] = int(v) if kind == "int" else float(v) if kind == "float" else v
+        out["device"] = (dev or "cpu").strip()
+        return out
+
+    def on_plan(ds, m, dev, ex, dflt, *vals):
+        if not ds or not m:
+            return "Pick a dataset and a model to see the plan.", gr.update(visible=False)
+        try:
+            speed = P.measured_speed(ctx.workspace, m, (dev or "cpu").strip())
+            text = P.plan_md(ctx.workspace, ds, m, dev, form_options(dev, dflt, vals), parse_overrides(ex), speed)
+            if is_cpu(dev):
+                _names, n_train = P.dataset_facts(ctx.workspace, ds)
+                size = int((dflt or {}).get("--input-size") or 640)
+                if speed is None:
+                    text += ("\n\n**On the CPU** the recipe's defaults take far too long: measure the speed "
+                             "first, and a CPU-sized proposal appears here.")
+                    return text, gr.update(visible=False)
+                prop = P.cpu_proposal(n_train, speed, size)
+                text += (f"\n\n**CPU-sized proposal:** input {prop['--input-size']} px, {prop['--epochs']} "
+                         f"epochs of batch {prop['--batch-size']}, evaluated every {prop['--eval-interval']} "
+                         f"epoch(s): about {fmt_duration(P.CPU_BUDGET_S)} or less of training here.")
+                return text, gr.update(visible=True, value=f"Use CPU-sized settings ({prop['--epochs']} epochs "
+                                                         f"at {prop['--input-size']} px)")
+            return text, gr.update(visible=False)
+        except ToolboxError as e:
+            return error_md(e), gr.update(visible=False)
+
+    def on_propose(ds, m, dev, dflt):
+        speed = P.measured_speed(ctx.workspace, m, (dev or "cpu").strip())
+        if speed is None or not ds:
+            return [gr.skip()] * len(flags)
+        _names, n_train = P.dataset_facts(ctx.workspace, ds)
+        prop = P.cpu_proposal(n_train, speed, int((dflt or {}).get("--input-size") or 640))
+        return [gr.update(value=prop[f]) if f in prop else gr.skip() for f in flags]
+
+    def on_measure(ds, m, dev):
+        try:
+            size = min(int(option_defaults(m).get("--input-size") or 640), P.CPU_INPUT_SIZE) if is_cpu(dev) else None
+            name = f"{P.probe_run_name(m, size or 0)}-{datetime.now():%Y%m%d-%H%M%S}"
+            values = {"--max-steps": P.PROBE_STEPS, "--log-interval": 1, "--batch-size": 4, "--epochs": 1,
+                      "--input-size": size}
+            args, run_name = build_args(ds, m, name, dev, "none", "", "", values, {}, guard=ctx.guard)
+            job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
+        except ToolboxError as e:
+            return (error_md(e), *follower.skips())
+        return (f"Measuring: probe job #{job_id} trains {P.PROBE_STEPS} steps from scratch; the plan shows "
+                "the time once it has logged them.", *follower.select(job_id))
+
+    plan_inputs = [dataset, model, device, extra, defaults_state, *widgets.values()]
+    gr.on([dataset.change, model.change, device.change, extra.change, *[w.change for w in widgets.values()],
+           demo.load, follower.signal.change], on_plan, plan_inputs, [plan, propose], api_visibility="private",
+          show_progress="hidden")
+    propose.click(on_propose, [dataset, model, device, defaults_state], list(widgets.values()),
+                  api_visibility="private")
+    measure.click(on_measure, [dataset, model, device], [message, *follower.outputs()], api_visibility="private")
     model.change(on_model, [model], [defaults_state, *widgets.values()], api_visibility="private")
+    device.change(amp_box, [device], [widgets["--amp"]], api_visibility="private")
     start.click(on_start, [dataset, model, run, device, pretrained, init_from, extra, defaults_state,
                            *widgets.values()], [message, *follower.outputs()], api_visibility="private")
     resume.click(on_resume, [follower.job], [message, *follower.outputs()], api_visibility="private")
-    live = [*follower.outputs(), summary, loss_plot, lr_plot, map_plot]
-    timer.tick(refresh, follower.inputs(), live, api_visibility="private", show_progress="hidden")
-    follower.job.change(refresh, follower.inputs(), live, api_visibility="private", show_progress="hidden")
+    live = [*follower.outputs(), summary, loss_plot, lr_plot, map_plot, plotted]
+    legends = dict(fn=name_legends, inputs=[plotted], outputs=[loss_plot, map_plot, plotted],
+                   api_visibility="private", show_progress="hidden")
+    follower.watch(refresh, [*follower.inputs(), plotted], live).then(**legends)
+    follower.job.change(refresh, [*follower.inputs(), plotted], live, api_visibility="private",
+                        show_progress="hidden").then(**legends)
     def refresh_datasets(current):
         names = list_datasets(ctx.workspace)
         return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
 
     demo.load(refresh_datasets, [dataset], [dataset], api_visibility="private")
     tab.select(refresh_datasets, [dataset], [dataset], api_visibility="private")
-    return [timer]
+    return [follower.timer]
 
 
 # ---------------------------------------------------------------------- API endpoints
@@ -344,7 +408,7 @@ def api(ctx: AppContext) -> None:
         """Start a training job (`python -m toolbox train`); options maps CLI flags to values,
         e.g. {"--epochs": 10, "--max-steps": 50}. Returns {"job", "run", "status"}; follow it with /job."""
         values = {k if k.startswith("--") else "--" + k.replace("_", "-"): v for k, v in (options or {}).items()}
-        args, run_name = build_args(dataset, model, run, device, pretrained, "", "", values, {})
+        args, run_name = build_args(dataset, model, run, device, pretrained, "", "", values, {}, guard=ctx.guard)
         job_id = ctx.jobs.submit("train", args, name=run_name, out_dir=ctx.workspace.runs / run_name)
         return {"job": job_id, "run": run_name, "status": ctx.jobs.registry.get(job_id)["status"]}
 

@@ -15,6 +15,8 @@ from typing import Any, Callable
 from ..errors import ToolboxError
 from ..workspace import Workspace
 from .jobs import JobManager
+from .outbox import Outbox
+from .predictors import PredictorCache
 from .safety import PathGuard
 
 BADGE_CLASS = {"ok": "ok", "pass": "ok", "running": "running", "queued": "queued", "failed": "failed",
@@ -23,12 +25,14 @@ BADGE_CLASS = {"ok": "ok", "pass": "ok", "running": "running", "queued": "queued
 
 @dataclass
 class AppContext:
-    """What the pages share: the workspace, its jobs, and the path guard."""
+    """What the pages share: the workspace, its jobs, the path guard, and the outbox of served files."""
 
     workspace: Workspace
     jobs: JobManager
     guard: PathGuard
     settings: dict = field(default_factory=dict)
+    outbox: Outbox = field(default_factory=Outbox)
+    predictors: PredictorCache = field(default_factory=PredictorCache)
 
 
 def badge(status: str, text: str | None = None) -> str:
