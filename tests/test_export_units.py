@@ -147,3 +147,14 @@ def test_option_errors_exit_2(workspace, capsys, argv, needle):
     assert main(["--workspace", str(workspace.root), *argv]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_missing_shared_file_fails_under_ci(monkeypatch):
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "CI", True)
+    with pytest.raises(pytest.fail.Exception, match="absent"):
+        conftest.shared_path("no-such-fixture.bin")
+    monkeypatch.setattr(conftest, "CI", False)
+    with pytest.raises(pytest.skip.Exception):
+        conftest.shared_path("no-such-fixture.bin")
