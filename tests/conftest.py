@@ -36,10 +36,10 @@ def require_tool(command: str, hint: str = "bash scripts/install_test_tools.sh")
 
 
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared; tests that need it skip when it is absent (CI has it)."""
+    """A path under ../shared; tests that need it skip when it is absent locally, but fail under CI=true
+    (CI has the shared data, so a conformance test must not pass there by not running)."""
     p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} is absent (the shared reference data lives beside the repository)")
+    require(p.exists(), f"{p} is absent (the shared reference data lives beside the repository)")
     return p
 
 

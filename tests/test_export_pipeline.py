@@ -46,6 +46,8 @@ def test_report_records_each_check(tiny_export_onnx):
     assert rep["formats"]["paddle"]["passed"] and rep["formats"]["onnx"]["passed"]
     raw = rep["formats"]["onnx"]["check"]["raw_max_abs_diff"]
     assert raw["pred_logits"] <= 1e-4 and raw["pred_boxes"] <= 1e-4
+    pairing = rep["formats"]["onnx"]["check"]["raw_pairing"]
+    assert pairing["ok"] and pairing["unpaired_inside"] == 0
     det = rep["formats"]["onnx"]["check"]["detections"]
     assert det["compared"] > 0 and det["matched"] == det["compared"]
     assert "orig_target_sizes" in rep["io_convention"]["inputs"]

@@ -64,6 +64,50 @@ def test_iou_matching_ignores_order_and_catches_moved_boxes():
     relabelled = match_detections((labels, boxes, scores), ((labels + 1) % 3, boxes, scores), top=30)
     assert relabelled.matched < 30
 
+def _raw_outputs(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (2, 300, 80)).astype(np.float32)
+    boxes = rng.uniform(0.05, 0.95, (2, 300, 4)).astype(np.float32)
+    return logits, boxes
+
+
+def test_raw_parity_pairs_reordered_queries_and_a_boundary_swap():
+    from toolbox.export.compare import paired_raw_diff
+
+    logits, boxes = _raw_outputs()
+    # slots 10/11 trade places (near-tied encoder scores) and the last slot is a different position
+    perm = np.arange(300)
+    perm[[10, 11]] = [11, 10]
+    cl, cb = logits[:, perm].copy(), boxes[:, perm].copy()
+    other_l, other_b = _raw_outputs(1)
+    cl[:, -1], cb[:, -1] = other_l[:, -1], other_b[:, -1]
+    cl += 5e-5  # within atol 1e-4
+    naive = float(np.abs(cl - logits).max())
+    assert naive > 1e-4  # slot by slot this would be refused
+    out = paired_raw_diff(logits, boxes, cl, cb, atol=1e-4, boundary=6)
+    assert out["ok"], out
+    assert out["reordered"] == 4 and out["unpaired"] == 2 and out["unpaired_inside"] == 0
+    # float32 logits up to ~15 carry ~1e-6 rounding, so the added 5e-5 comes back within 2e-6
+    assert out["pred_logits"] == pytest.approx(5e-5, abs=2e-6)
+
+
+@pytest.mark.parametrize("what", ["logit", "box", "inner_swap"])
+def test_raw_parity_still_fails_on_a_wrong_value(what):
+    from toolbox.export.compare import paired_raw_diff
+
+    logits, boxes = _raw_outputs()
+    cl, cb = logits.copy(), boxes.copy()
+    if what == "logit":
+        cl[1, 42, 7] += 3e-4          # one logit off by 3x atol, in a paired query
+    elif what == "box":
+        cb[0, 100, 2] += 3e-4         # one box off: that query cannot pair, and slot 100 is no boundary
+    else:
+        other_l, other_b = _raw_outputs(1)
+        cl[0, 5], cb[0, 5] = other_l[0, 5], other_b[0, 5]   # a different position well inside the top-Q
+    out = paired_raw_diff(logits, boxes, cl, cb, atol=1e-4, boundary=6)
+    assert not out["ok"], out
+
+
 
 def test_infer_cfg_round_trips(tmp_path):
     import yaml
@@ -103,3 +147,14 @@ def test_option_errors_exit_2(workspace, capsys, argv, needle):
     assert main(["--workspace", str(workspace.root), *argv]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_missing_shared_file_fails_under_ci(monkeypatch):
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "CI", True)
+    with pytest.raises(pytest.fail.Exception, match="absent"):
+        conftest.shared_path("no-such-fixture.bin")
+    monkeypatch.setattr(conftest, "CI", False)
+    with pytest.raises(pytest.skip.Exception):
+        conftest.shared_path("no-such-fixture.bin")

@@ -100,3 +100,42 @@ def merge(stats: list[MatchStats]) -> MatchStats:
     return MatchStats(compared=n, matched=sum(s.matched for s in stats), min_iou=min(s.min_iou for s in stats),
                       mean_iou=float(mean), max_score_diff=max(s.max_score_diff for s in stats),
                       iou_min=stats[0].iou_min, score_tol=stats[0].score_tol)
+
+
+def paired_raw_diff(ref_logits: np.ndarray, ref_boxes: np.ndarray, cand_logits: np.ndarray,
+                    cand_boxes: np.ndarray, *, atol: float, boundary: int) -> dict:
+    """Compare raw decoder outputs [N,Q,C] / [N,Q,4] query by query after pairing the queries.
+
+    Why pair: queries are the encoder's top-Q positions in score order, and two positions whose encoder
+    scores differ by ~1e-6 may trade places (or one may enter the selection instead of another) between
+    runtimes, so slot i of one runtime need not be slot i of the other. Each reference query is paired
+    one-to-one (Hungarian, on max |Δbox|) with the candidate query whose box is closest; a pair counts only
+    when its boxes agree within `atol`. An unpaired reference query is allowed only among the last
+    `boundary` slots (the selection boundary, where near-tied positions enter or leave the top-Q);
+    paired queries are held to `atol` in logits and boxes.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    rl, rb, cl, cb = (np.asarray(x, np.float64) for x in (ref_logits, ref_boxes, cand_logits, cand_boxes))
+    if rl.shape != cl.shape or rb.shape != cb.shape:
+        raise ValueError(f"shapes differ: {rl.shape}/{rb.shape} vs {cl.shape}/{cb.shape}")
+    n_img, n_q = rb.shape[:2]
+    logit_diff = box_diff = 0.0
+    unpaired_total = 0
+    inner_unpaired = 0          # unpaired reference queries outside the boundary: always a failure
+    reordered = 0
+    for n in range(n_img):
+        dist = np.abs(rb[n][:, None, :] - cb[n][None, :, :]).max(-1)       # [Q, Q] max |Δbox|
+        rows, cols = linear_sum_assignment(dist)
+        paired = dist[rows, cols] <= atol
+        for r, c in zip(rows[paired], cols[paired]):
+            logit_diff = max(logit_diff, float(np.abs(rl[n, r] - cl[n, c]).max()))
+            box_diff = max(box_diff, float(dist[r, c]))
+        reordered += int(np.sum(rows[paired] != cols[paired]))
+        unpaired = rows[~paired]
+        unpaired_total += len(unpaired)
+        inner_unpaired += int(np.sum(unpaired < n_q - boundary))
+    ok = inner_unpaired == 0 and logit_diff <= atol
+    return {"pred_logits": logit_diff, "pred_boxes": box_diff, "reordered": reordered,
+            "unpaired": unpaired_total, "unpaired_inside": inner_unpaired, "boundary": boundary,
+            "ok": bool(ok)}

@@ -18,7 +18,8 @@ rknn/dataset.txt); the decoder stays FP16, because DETR decoders lose almost all
 Verification, on the sample images: (1) onnxruntime running the split graphs + the numpy CPU stages
 matches the eval-mode model with discrete sampling (the split is right); (2) the rknn-toolkit2
 simulator, chained stage by stage exactly like a board, matches (1): matched IoU >= 0.9 and
-|dscore| <= 0.05 (FP16; INT8's figures are recorded and a shortfall is a warning).
+|dscore| <= 0.05 (FP16); INT8-hybrid: at least 90 % matched at IoU >= 0.8 and |dscore| <= 0.1. A miss
+fails the export (exit 3).
 The cost of discrete sampling for a model trained with grid sampling is measured on the val split.
 """
 from __future__ import annotations
@@ -34,6 +35,12 @@ from ..errors import RuntimeFailure
 from . import compare, rtdetr_cpu
 from .onnx import convert
 from .stages import DECODER_OUTPUTS, ENCODER_OUTPUTS, EncoderStage, decoder_stage, save_static
+
+# INT8-hybrid (encoder INT8, decoder FP16): per-tensor INT8 moves encoder features by a few %, which shifts
+# boxes by a pixel or two and scores by up to ~0.1 on a well-trained model, so IoU 0.8 / |dscore| 0.1 per
+# detection, and 90 % of them (a near-tied query may still change its class or box) must match
+INT8_MATCH = {"iou_min": 0.8, "score_tol": 0.1}
+INT8_MIN_MATCHED = 0.9
 
 
 class RknnExport:
@@ -56,7 +63,7 @@ class RknnExport:
             cost = self._sampling_cost(trained)
         finally:
             tr.set_sampling(trained)
-        passed = self.sim_stats["ok"] or self.quant == "int8"
+        passed = self.sim_stats["ok"]
         files = sorted(str(p.relative_to(job.dir)) for p in self.dir.rglob("*") if p.is_file()
                        and "calib" not in p.parts)
         job.report.format(
@@ -85,8 +92,11 @@ class RknnExport:
                    f"{iso['matched']}/{iso['compared']} (min IoU {iso['min_iou']:.3f})")
         job.info(f"rknn: simulator vs onnxruntime: {summary}")
         if not passed:
-            raise RuntimeFailure(f"RKNN FP16 simulator disagrees with onnxruntime: {summary}; need IoU >= 0.9 and "
-                                 f"|dscore| <= 0.05 for every detection, selection flips at most half")
+            need = ("IoU >= 0.9 and |dscore| <= 0.05 for every detection" if self.quant == "fp16" else
+                    f"at least {INT8_MIN_MATCHED:.0%} of detections at IoU >= {INT8_MATCH['iou_min']} and "
+                    f"|dscore| <= {INT8_MATCH['score_tol']}")
+            raise RuntimeFailure(f"RKNN {self.quant.upper()} simulator disagrees with onnxruntime: {summary}; need "
+                                 f"{need}, selection flips at most half")
 
     # ------------------------------------------------------------------ graphs
     def _graphs(self) -> None:
@@ -201,16 +211,24 @@ class RknnExport:
             dec.export(self.dir / "decoder_rk3588_fp16.rknn")
         finally:
             dec.release()
-        tol = {"iou_min": 0.9, "score_tol": 0.05}
+        tol = INT8_MATCH if self.quant == "int8" else {"iou_min": 0.9, "score_tol": 0.05}
+        enc_err = max(compare.max_abs_diff(e["enc_logits"], o["enc_logits"]) for e, o in zip(enc_outs, self.ort_envs))
+        # a position can trade places at the top-Q boundary only if its score lies within the encoder's own
+        # error of the boundary: both runtimes' scores move by up to enc_err, hence 2x
+        flip_eps = 2.0 * enc_err
         per_image, flips, isolated_stats = [], 0, []
         for i, o in enumerate(self.ort_envs):
             sizes = job.sizes[i:i + 1]
             sim = [a[0] for a in rtdetr_cpu.postprocess(*dec_chained[i], sizes, job.num_top)]
             ref = [o[k][0] for k in ("labels", "boxes", "scores")]
             # a reference detection whose encoder position the simulator did not select is a selection
-            # flip (near-tied encoder scores), not a numeric error: counted, and excluded from the match
+            # flip only when that position's encoder score is within flip_eps of the simulator's selection
+            # boundary (near-tied scores); otherwise it stays in the match and counts as a miss
             origin = _origins(o["pred_logits"], _selected(o["enc_logits"], Q), job.num_top)
-            kept = np.isin(origin, sim_sel[i])
+            ref_score = np.asarray(o["enc_logits"], np.float64)[0].max(-1)[origin]
+            sim_scores = np.sort(np.asarray(enc_outs[i]["enc_logits"], np.float64)[0].max(-1))[::-1]
+            near_boundary = np.abs(ref_score - sim_scores[Q - 1]) <= flip_eps
+            kept = np.isin(origin, sim_sel[i]) | ~near_boundary
             order = np.argsort(-ref[2], kind="stable")[:20]
             flips += int((~kept[order]).sum())
             per_image.append(compare.match_detections(tuple(r[kept] for r in ref), tuple(sim), **tol))
@@ -218,25 +236,26 @@ class RknnExport:
             isolated_stats.append(compare.match_detections(tuple(ref), tuple(iso), **tol))
         chained_stats = compare.merge(per_image).to_dict()
         chained_stats["selection_flips"] = flips
+        chained_stats["flip_eps"] = flip_eps
         chained_stats["what"] = ("board-like chain (simulator encoder -> numpy selection -> simulator decoder -> "
                                  "numpy post-process) vs onnxruntime, top 20 per image; detections whose query the "
-                                 "simulator's selection did not pick (near-tied encoder scores) are counted as "
-                                 "selection_flips instead of matched")
+                                 "simulator's selection did not pick, and whose encoder score lies within flip_eps "
+                                 "of the selection boundary, are counted as selection_flips instead of matched")
         iso_stats = compare.merge(isolated_stats).to_dict()
         iso_stats["what"] = "simulator decoder fed onnxruntime's selected queries vs onnxruntime, top 20 per image"
         total = 20 * len(self.ort_envs)
+        if self.quant == "int8":
+            chained_stats["ok"] = chained_stats["matched"] >= INT8_MIN_MATCHED * chained_stats["compared"]
+            iso_stats["ok"] = iso_stats["matched"] >= INT8_MIN_MATCHED * iso_stats["compared"]
         ok = chained_stats["ok"] and iso_stats["ok"] and flips <= total // 2
-        self.sim_stats = {**chained_stats, "ok": ok, "decoder_alone": iso_stats}
+        self.sim_stats = {**chained_stats, "ok": ok, "decoder_alone": iso_stats,
+                          "tolerance": {**tol, **({"min_matched": INT8_MIN_MATCHED} if self.quant == "int8" else {})}}
         self.raw_diffs = {
             **{k: max(compare.max_abs_diff(e[k], o[k]) for e, o in zip(enc_outs, self.ort_envs))
                for k in ("enc_logits", "enc_memory")},
             "pred_logits": max(compare.max_abs_diff(d[0], o["pred_logits"]) for d, o in zip(dec_isolated, self.ort_envs)),
             "pred_boxes": max(compare.max_abs_diff(d[1], o["pred_boxes"]) for d, o in zip(dec_isolated, self.ort_envs)),
             "note": "encoder outputs, and decoder outputs given the same selected queries"}
-        if self.quant == "int8" and not ok:
-            job.report.warn(f"INT8 encoder: the simulator's detections moved beyond the FP16 tolerance "
-                            f"(matched {chained_stats['matched']}/{chained_stats['compared']}, {flips} selection "
-                            f"flips); prefer --rknn-quant fp16 when accuracy matters")
 
     def _calibration(self) -> Path:
         """rknn/dataset.txt: `calib_size` training images resized to SxS (rknn/calib/*.png), one a line."""
