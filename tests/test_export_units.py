@@ -158,3 +158,22 @@ def test_missing_shared_file_fails_under_ci(monkeypatch):
     monkeypatch.setattr(conftest, "CI", False)
     with pytest.raises(pytest.skip.Exception):
         conftest.shared_path("no-such-fixture.bin")
+
+
+def test_export_preprocess_follows_the_models_resize_interpolation():
+    """RT-DETRv2 resizes bilinearly (its pipelines file says interp: linear): infer_cfg must say so and the
+    export's own runtime must resize that way, or the export check compares against a different input."""
+    import cv2
+
+    from toolbox.export.paddle_static import build_infer_cfg
+    from toolbox.export.runtime import resize, resize_interp
+
+    kw = dict(model_name="m", arch="RT-DETRv2", num_classes=2, input_size=32, label_list=["a", "b"],
+              sampling="grid", stages=[])
+    assert resize_interp(build_infer_cfg(**kw)) == "cubic"  # RT-DETR's default when a config names none
+    cfg = build_infer_cfg(**kw, interp="linear")
+    assert resize_interp(cfg) == "linear"
+    img = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    linear = resize(img, 32, resize_interp(cfg))
+    assert np.array_equal(linear, cv2.resize(img, (32, 32), interpolation=cv2.INTER_LINEAR))
+    assert not np.array_equal(linear, resize(img, 32))  # cubic differs on random pixels

@@ -161,6 +161,8 @@ def test_plan_shows_the_engines_schedule_and_a_measured_time(session_workspace, 
     steps = P.planned_steps(n_train, cfg)
     assert steps == 3 * -(-n_train // 2)
     assert f"**{steps} steps**" in md and f"learning rate {cfg['train']['lr']:.3g}" in md and "about" in md
+    warmup = min(max(1, round(0.05 * steps)), 2000)  # the engine's rule: 5 % of the planned steps in [1, 2000]
+    assert f"warm-up {warmup} steps from" in md, md
     assert "not measured" in P.plan_md(ws, tiny_dataset, "tiny-test", "cpu", {}, {}, None)
     prop = P.cpu_proposal(120, speed, 640)
     assert prop["--input-size"] == 320

@@ -343,7 +343,7 @@ class _ExportJob:
         self.infer_cfg_base = dict(model_name=self.src.model_name, arch=self.src.arch, num_classes=self.src.num_classes,
                                    input_size=self.src.input_size, label_list=self.src.label_list,
                                    draw_threshold=self.draw_threshold, num_top=self.num_top,
-                                   num_queries=self.num_queries, **self._mean_std())
+                                   num_queries=self.num_queries, **self._preprocess_params())
         self.samples = self._samples()
         self.X, self.sizes = self._preprocess([im for _, im in self.samples])
         with paddle.no_grad():
@@ -446,21 +446,25 @@ class _ExportJob:
         write_infer_cfg(self.dir, cfg)
 
     # ------------------------------------------------------------------ helpers
-    def _mean_std(self) -> dict:
+    def _preprocess_params(self) -> dict:
         from ..models import load_config
 
+        """Normalisation and resize interpolation of the model's config (infer_cfg's preprocess)."""
         try:
-            pre = (load_config(self.src.model).get("preprocess") or {}).get("normalize") or {}
+            section = load_config(self.src.model).get("preprocess") or {}
         except Exception:  # noqa: BLE001 - a config without the section uses the RT-DETR default
-            pre = {}
-        return {"mean": pre.get("mean"), "std": pre.get("std")}
+            section = {}
+        pre, resize = section.get("normalize") or {}, section.get("resize") or {}
+        return {"mean": pre.get("mean"), "std": pre.get("std"), "interp": resize.get("interp")}
 
     def _preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         from .paddle_static import preprocess_ops
         from .runtime import normalize, resize
 
-        cfg = {"preprocess": preprocess_ops(self.src.input_size, self.infer_cfg_base["mean"], self.infer_cfg_base["std"])}
-        x = np.stack([normalize(resize(im, self.src.input_size), cfg) for im in images]).astype(np.float32)
+        base = self.infer_cfg_base
+        cfg = {"preprocess": preprocess_ops(self.src.input_size, base["mean"], base["std"], base["interp"])}
+        x = np.stack([normalize(resize(im, self.src.input_size, base["interp"]), cfg) for im in images])
+        x = x.astype(np.float32)
         sizes = np.array([[im.shape[1], im.shape[0]] for im in images], np.int64)
         return x, sizes
 

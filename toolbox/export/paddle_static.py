@@ -25,7 +25,7 @@ def io_signature(input_size: int, num_top: int = 300) -> dict:
     return {
         "inputs": [
             {"name": "images", "dtype": "float32", "shape": [-1, 3, s, s],
-             "meaning": "RGB, resized to SxS (no aspect ratio kept, bicubic), divided by 255, NCHW"},
+             "meaning": "RGB, resized to SxS (no aspect ratio kept, with preprocess Resize's interp), divided by 255, NCHW"},
             {"name": "orig_target_sizes", "dtype": "int64", "shape": [-1, 2],
              "meaning": "original image (width, height)"},
         ],
@@ -38,10 +38,12 @@ def io_signature(input_size: int, num_top: int = 300) -> dict:
     }
 
 
-def preprocess_ops(input_size: int, mean: list[float] | None = None, std: list[float] | None = None) -> list[dict]:
-    """PaddleDetection-style ordered preprocessing: what every runtime does to an RGB image."""
+def preprocess_ops(input_size: int, mean: list[float] | None = None, std: list[float] | None = None,
+                   interp: str | None = None) -> list[dict]:
+    """PaddleDetection-style ordered preprocessing: what every runtime does to an RGB image. `interp` is the
+    model config's resize interpolation (RT-DETR: cubic, RT-DETRv2: linear); every reader follows it."""
     return [
-        {"Resize": {"target_size": [int(input_size), int(input_size)], "keep_ratio": False, "interp": "cubic"}},
+        {"Resize": {"target_size": [int(input_size), int(input_size)], "keep_ratio": False, "interp": interp or "cubic"}},
         {"Normalize": {"scale": 1.0 / 255.0, "mean": [float(x) for x in (mean or DEFAULT_MEAN)],
                        "std": [float(x) for x in (std or DEFAULT_STD)]}},
         {"Permute": {"from": "HWC", "to": "CHW"}},
@@ -51,7 +53,7 @@ def preprocess_ops(input_size: int, mean: list[float] | None = None, std: list[f
 def build_infer_cfg(*, model_name: str, arch: str, num_classes: int, input_size: int, label_list: list[str],
                     sampling: str, stages: list[dict], draw_threshold: float = 0.5,
                     mean: list[float] | None = None, std: list[float] | None = None, num_top: int = 300,
-                    num_queries: int | None = None) -> dict:
+                    num_queries: int | None = None, interp: str | None = None) -> dict:
     """The content of infer_cfg.yml (and infer_cfg.json, the same for C++ readers)."""
     return {
         "schema_version": INFER_CFG_SCHEMA,
@@ -60,7 +62,7 @@ def build_infer_cfg(*, model_name: str, arch: str, num_classes: int, input_size:
         "num_classes": int(num_classes),
         "input_size": int(input_size),
         "channel_order": "RGB",
-        "preprocess": preprocess_ops(input_size, mean, std),
+        "preprocess": preprocess_ops(input_size, mean, std, interp),
         "label_list": list(label_list),
         "draw_threshold": float(draw_threshold),
         "sampling": sampling,

@@ -130,7 +130,7 @@ class RknnExport:
             {"name": "encoder", "format": "rknn", "runtime": "rknn", "file": f"rknn/encoder_rk3588_{self.quant}.rknn",
              "onnx": "rknn/encoder.onnx", "quant": self.quant,
              "inputs": [{"name": "images", "dtype": "uint8", "shape": [1, S, S, 3], "layout": "NHWC",
-                         "meaning": "RGB image resized to SxS (bicubic); Normalize is folded into the graph. "
+                         "meaning": "RGB image resized to SxS (infer_cfg Resize interp); Normalize is folded into the graph. "
                                     "rknn/encoder.onnx takes the normalised float32 [1,3,S,S] instead"}],
              "outputs": enc_out},
             {"name": "select_queries", "format": "rknn", "runtime": "cpu", "file": "rknn/rtdetr_cpu.py",
@@ -177,7 +177,7 @@ class RknnExport:
         mean = [255.0 * float(m) for m in (norm["mean"] or [0, 0, 0])]
         std = [255.0 * float(s) for s in (norm["std"] or [1, 1, 1])]
         dataset = self._calibration() if self.quant == "int8" else None
-        images = [resize(im, self.S)[None] for _, im in job.samples]  # uint8 [1,S,S,3]
+        images = [resize(im, self.S, job.infer_cfg_base["interp"])[None] for _, im in job.samples]  # uint8 [1,S,S,3]
         self.build_s = {}
 
         t0 = time.time()
@@ -275,7 +275,7 @@ class RknnExport:
         rel, absolute = [], []
         for i, p in enumerate(chosen):
             out = calib / f"{i:04d}.png"
-            Image.fromarray(resize(load_image(p), self.S)).save(out)
+            Image.fromarray(resize(load_image(p), self.S, self.job.infer_cfg_base["interp"])).save(out)
             rel.append(f"calib/{out.name}")
             absolute.append(str(out.resolve()))
         (self.dir / "dataset.txt").write_text("\n".join(rel) + "\n", encoding="utf-8")

@@ -38,11 +38,19 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"cannot read image {path}: {e}") from e
 
 
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """RGB uint8 [H,W,3] -> [size,size,3] uint8, bicubic, aspect ratio not kept (the export's Resize)."""
+def resize(image: np.ndarray, size: int, interp: str | int | None = None) -> np.ndarray:
+    """RGB uint8 [H,W,3] -> [size,size,3] uint8, aspect ratio not kept (the export's Resize), with the
+    infer_cfg Resize's `interp` (None = cubic, RT-DETR's)."""
     import cv2
 
-    return cv2.resize(np.ascontiguousarray(image), (int(size), int(size)), interpolation=cv2.INTER_CUBIC)
+    from ..data.transforms import interpolation
+
+    return cv2.resize(np.ascontiguousarray(image), (int(size), int(size)), interpolation=interpolation(interp))
+
+
+def resize_interp(cfg: dict) -> str | int | None:
+    """The interpolation named by infer_cfg's Resize op (None when it names none)."""
+    return next((op["Resize"].get("interp") for op in cfg.get("preprocess", []) if "Resize" in op), None)
 
 
 def normalize(resized: np.ndarray, cfg: dict) -> np.ndarray:
@@ -157,7 +165,7 @@ class Predictor:
         if image.ndim != 3 or image.shape[2] != 3:
             raise InputError(f"expected an RGB image [H,W,3], got shape {image.shape}")
         h, w = image.shape[:2]
-        return normalize(resize(image, self.input_size), self.cfg), np.array([w, h], np.int64)
+        return normalize(resize(image, self.input_size, resize_interp(self.cfg)), self.cfg), np.array([w, h], np.int64)
 
     def run_arrays(self, images: np.ndarray, sizes: np.ndarray) -> dict[str, np.ndarray]:
         """Batch run on preprocessed inputs; returns every named tensor the stages produced."""

@@ -87,12 +87,15 @@ def plan_md(ws: Workspace, dataset: str, model: str, device: str, options: dict,
     cfg = resolved(model, names, options, overrides)
     t, size = cfg["train"], int(cfg["model"]["input_size"])
     steps = planned_steps(n_train, cfg)
-    ema = (f"EMA decay {t['ema_decay']}, EMA warm-up {_steps(t['ema_warmup_steps'])}" if t.get("ema") else "no EMA")
+    cap = int(t.get("warmup_steps_max", 2000))
+    warmup, _ = engine_config.planned_warmup(t["warmup_steps"], steps, cap)  # as the trainer resolves it
+    ema_warmup, _ = engine_config.planned_warmup(t["ema_warmup_steps"], steps, cap)
+    ema = f"EMA decay {t['ema_decay']}, EMA warm-up {ema_warmup} steps" if t.get("ema") else "no EMA"
     lines = [f"**Plan:** {t['epochs']} epochs × {math.ceil(steps / max(1, int(t['epochs'])))} steps "
              f"= **{steps} steps** of {int(t['batch_size']) * int(t['grad_accum_steps'])} images at {size} px "
              f"on {n_train} training images.",
              f"**Schedule (the engine's):** learning rate {t['lr']:.3g} (base {t['base_lr']:.3g}, scaling "
-             f"'{t['lr_scaling']}'), warm-up {_steps(t['warmup_steps'])} from ×{t['warmup_start_factor']}, {ema}."]
+             f"'{t['lr_scaling']}'), warm-up {warmup} steps from ×{t['warmup_start_factor']}, {ema}."]
     if speed is None:
         lines.append("**Time:** not measured on this machine yet for this model and device: press "
                      "**Measure speed** (a short probe run).")
@@ -103,11 +106,6 @@ def plan_md(ws: Workspace, dataset: str, model: str, device: str, options: dict,
                      f"`{speed.run}`.")
     return "\n\n".join(lines)
 
-
-def _steps(value) -> str:
-    """A warm-up length as the engine resolved it: a number of steps, or its rule (e.g. 'auto', which the
-    trainer turns into steps from the planned total and writes in the run's log and start event)."""
-    return f"{value} steps" if isinstance(value, int) else f"'{value}' (the run's log says the steps)"
 
 
 def probe_run_name(model: str, size: int) -> str:
