@@ -127,7 +127,9 @@ def test_form_defaults_come_from_the_engine_and_models():
     recipe, _, info = model_recipe(load_config("RT-DETR-R18"))
     d = option_defaults("RT-DETR-R18")
     assert d["--epochs"] == recipe.get("epochs", TRAIN_DEFAULTS["epochs"])
-    assert d["--warmup-steps"] == recipe.get("warmup_steps", TRAIN_DEFAULTS["warmup_steps"])
+    warmup = recipe.get("warmup_steps", TRAIN_DEFAULTS["warmup_steps"])
+    # a number field shows a fixed warm-up; the engine's "auto" (derived from the planned steps) is blank
+    assert d["--warmup-steps"] == (warmup if isinstance(warmup, int) else None)
     assert d["--input-size"] == info["input_size"]
     with pytest.raises(UsageError):
         option_defaults("no-such-model")
@@ -154,7 +156,7 @@ def test_plan_shows_the_engines_schedule_and_a_measured_time(session_workspace, 
     ws = session_workspace
     speed = P.measured_speed(ws, "tiny-test", "cpu")
     assert speed is not None and speed.images_per_s > 0 and speed.input_size == load(tiny_run / "config.yaml")["model"]["input_size"]
-    assert P.measured_speed(ws, "RT-DETR-R18", "cpu") is None  # another model: no figure borrowed
+    assert P.measured_speed(ws, "RT-DETR-R101", "cpu") is None  # a model no test trains: no figure borrowed
     names, n_train = P.dataset_facts(ws, tiny_dataset)
     cfg = P.resolved("tiny-test", names, {"epochs": 3, "batch_size": 2}, {})
     md = P.plan_md(ws, tiny_dataset, "tiny-test", "cpu", {"epochs": 3, "batch_size": 2}, {}, speed)

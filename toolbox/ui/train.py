@@ -35,7 +35,7 @@ OPTIONS = [
     ("--batch-size", "Batch size (per device)", "int", "images per step on each device; lower it on out-of-memory"),
     ("--grad-accum-steps", "Gradient accumulation", "int", "steps summed before each update (a bigger effective batch)"),
     ("--lr", "Learning rate", "float", "blank: the recipe's base rate (1e-4), used as given at any batch (the log shows the rate in use)"),
-    ("--warmup-steps", "Warm-up steps", "int", "linear learning-rate warm-up at the start"),
+    ("--warmup-steps", "Warm-up steps", "int", "linear learning-rate warm-up at the start; blank: 5 % of the planned steps, at most 2000 (the plan shows the number)"),
     ("--input-size", "Input size", "int", "square training size S in pixels (multiple of 32); blank: the model's"),
     ("--sampling", "Decoder sampling", "choice:grid|discrete", "discrete: the deployment-friendly RT-DETRv2 variant"),
     ("--eval-interval", "Evaluate every (epochs)", "int", "how often mAP on the validation set is measured"),
@@ -76,6 +76,8 @@ def option_defaults(model: str | None) -> dict[str, object]:
     out["--lr"] = None  # blank: the engine's own rate (base rate, scaled as the config says)
     out["--input-size"] = info.get("input_size")
     out["--sampling"] = ((cfg.get("transformer") or {}).get("sampling") or cfg.get("sampling") or "grid")
+    if not isinstance(out.get("--warmup-steps"), int):
+        out["--warmup-steps"] = None  # "auto": blank, the engine derives it from the planned steps
     if out.get("--max-steps") is None:
         out["--max-steps"] = 0
     return out
