@@ -24,7 +24,8 @@ FP16_MIN_MATCHED = 0.8  # fp16 ONNX: share of detections matched (see export_onn
 
 
 def export_onnx(job) -> None:
-    """model.onnx from job.paddle_dir, checked against the eval-mode model (raw outputs and detections)."""
+    """model.onnx from job.paddle_dir (the export form of the model), checked against the eval-mode model as
+    trained (raw outputs and detections)."""
     import paddle
 
     from .onnx import convert, graph_io, op_counts, session
@@ -33,7 +34,7 @@ def export_onnx(job) -> None:
     path = convert(job.paddle_dir, job.dir / "model.onnx", ["labels", "boxes", "scores"], log_path=job.log)
     # the raw graph (no top-k): the same model up to pred_logits / pred_boxes
     spec = [paddle.static.InputSpec([None, 3, job.src.input_size, job.src.input_size], "float32", "images")]
-    save_static(RawModel(job.model), str(job.work / "raw" / "model"), spec)
+    save_static(RawModel(job.export_model), str(job.work / "raw" / "model"), spec)
     raw_path = convert(job.work / "raw", job.work / "raw.onnx", ["pred_logits", "pred_boxes"], log_path=job.log)
     raw = session(raw_path).run(None, {"images": job.X})
     boundary = max(1, round(RAW_BOUNDARY_FRACTION * raw[0].shape[1]))
