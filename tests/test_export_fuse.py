@@ -119,21 +119,11 @@ def test_a_wrong_fold_is_caught(monkeypatch, wrong):
             return w, b + bn._mean.numpy() * scale  # as if the running mean were 0
         monkeypatch.setattr(fuse, "conv_bn_weights", bad)
     else:
-        real = fuse.biased_conv
-
-        def reparam_off_centre(root, report):
-            from toolbox.models.hybrid_encoder import RepVggBlock
-
-            for parent in root.sublayers(include_self=True):
-                for name, child in list(parent._sub_layers.items()):
-                    if isinstance(child, RepVggBlock):
-                        w3, b3 = right(child.conv1.conv, child.conv1.bn)
-                        w1, b1 = right(child.conv2.conv, child.conv2.bn)
-                        w = w3.copy()
-                        w[:, :, 0:1, 0:1] += w1  # wrong: top-left corner
-                        fuse._replace(parent, name, fuse.RepVggDeploy(real(child.conv1.conv, w, b3 + b1), child.act))
-                        report.repvgg_blocks += 1
-        monkeypatch.setattr(fuse, "_reparam_repvgg", reparam_off_centre)
+        def corner(w1):
+            out = np.zeros(w1.shape[:2] + (3, 3), w1.dtype)
+            out[:, :, 0, 0] = w1[:, :, 0, 0]  # wrong: the top-left tap reads the pixel up-left
+            return out
+        monkeypatch.setattr(fuse, "centre_1x1", corner)
     model = tiny_model()
     fused, _ = fuse.fuse_for_export(model)
     x = np.random.default_rng(0).uniform(0, 1, (1, 3, 128, 128)).astype(np.float32)

@@ -52,6 +52,8 @@ def test_report_records_each_check(tiny_export_onnx):
     assert det["compared"] > 0 and det["matched"] == det["compared"]
     assert "orig_target_sizes" in rep["io_convention"]["inputs"]
     assert rep["formats"]["onnx"]["grid_sample"] > 0  # tiny-test samples with grid_sample: opset 16 needed
+    # the graphs come from the export form (fuse.py), checked above against the model as trained
+    assert rep["graph_fusion"]["repvgg_blocks"] > 0 and rep["graph_fusion"]["batch_norms_left"] == 0
 
 
 def test_onnx_graph_signature_and_dynamic_batch(tiny_export_onnx):

@@ -81,6 +81,25 @@ def conv_bn_weights(conv: nn.Conv2D, bn: nn.BatchNorm2D) -> tuple[np.ndarray, np
     return w * scale.reshape(-1, 1, 1, 1), beta + (b - mean) * scale
 
 
+def centre_1x1(w1: np.ndarray) -> np.ndarray:
+    """A 1x1 kernel [O,I,1,1] as the 3x3 kernel [O,I,3,3] with the same output under padding 1 (the 1x1
+    conv's padding is 0): the weight sits at the centre tap, zeros elsewhere."""
+    out = np.zeros(w1.shape[:2] + (3, 3), w1.dtype)
+    out[:, :, 1, 1] = w1[:, :, 0, 0]
+    return out
+
+
+def repvgg_weights(block) -> tuple[np.ndarray, np.ndarray]:
+    """(weight [O,I,3,3], bias [O]) in float64 of the one 3x3 conv equal to a RepVggBlock before its activation."""
+    w3, b3 = conv_bn_weights(block.conv1.conv, block.conv1.bn)
+    w1, b1 = conv_bn_weights(block.conv2.conv, block.conv2.bn)
+    c3, c1 = block.conv1.conv, block.conv2.conv
+    if (w3.shape[2:] != (3, 3) or w1.shape[2:] != (1, 1) or list(c3._stride) != list(c1._stride)
+            or c3._groups != 1 or c1._groups != 1):
+        raise ValueError("fuse: a RepVggBlock must be a 3x3 + 1x1 pair of equal stride, no groups")
+    return w3 + centre_1x1(w1), b3 + b1
+
+
 def _check_nchw(conv: nn.Conv2D, bn: nn.BatchNorm2D) -> None:
     if getattr(conv, "_data_format", "NCHW") != "NCHW" or getattr(bn, "_data_format", "NCHW") != "NCHW":
         raise ValueError("fuse: only NCHW convolutions and batch norms can be folded")
@@ -115,13 +134,8 @@ def _reparam_repvgg(root: nn.Layer, report: FuseReport) -> None:
         for name, child in list(parent._sub_layers.items()):
             if not isinstance(child, RepVggBlock):
                 continue
-            w3, b3 = conv_bn_weights(child.conv1.conv, child.conv1.bn)
-            w1, b1 = conv_bn_weights(child.conv2.conv, child.conv2.bn)
-            if w3.shape[2:] != (3, 3) or w1.shape[2:] != (1, 1) or child.conv1.conv._stride != child.conv2.conv._stride:
-                raise ValueError(f"fuse: RepVggBlock {name} is not a 3x3 + 1x1 pair of equal stride")
-            w = w3.copy()
-            w[:, :, 1:2, 1:2] += w1          # the 1x1 kernel at the 3x3 kernel's centre (padding 1 vs 0)
-            _replace(parent, name, RepVggDeploy(biased_conv(child.conv1.conv, w, b3 + b1), child.act))
+            w, b = repvgg_weights(child)
+            _replace(parent, name, RepVggDeploy(biased_conv(child.conv1.conv, w, b), child.act))
             report.repvgg_blocks += 1
 
 
