@@ -80,8 +80,9 @@ def test_onnx_graph_signature_and_dynamic_batch(tiny_export_onnx):
     assert batch["boxes"][2].max() <= 64 and batch["boxes"].min() >= 0
 
 
-def test_paddle_inference_and_onnx_agree_with_the_trained_model(tiny_export_onnx, tiny_run, session_workspace):
-    """Independent of the export's own check: the checkpoint in eval mode (dygraph) vs both runtimes."""
+def test_paddle_inference_and_onnx_agree_with_the_trained_model(tiny_export_onnx, tiny_seeded_weights,
+                                                                session_workspace):
+    """Independent of the export's own check: the exported weights in eval mode (dygraph) vs both runtimes."""
     import paddle
 
     from toolbox.export.compare import match_detections
@@ -92,7 +93,7 @@ def test_paddle_inference_and_onnx_agree_with_the_trained_model(tiny_export_onnx
     onnx_p = Predictor(tiny_export_onnx, "onnxruntime")
     paddle_p = Predictor(tiny_export_onnx, "paddle")
     model = build_model("tiny-test", 3)
-    load_weights(model, tiny_run / "checkpoints" / "best" / "model.pdparams")
+    load_weights(model, tiny_seeded_weights)
     model.eval()
     deploy = DeployModel(model)
     pre = [onnx_p.preprocess(im) for im in images]

@@ -56,11 +56,18 @@ def _top_sorted(z: np.ndarray) -> np.ndarray:
 
 
 def seed_informative_weights(model: RTDETR, images: np.ndarray, seed: int = 0, top_score: float = 0.9,
-                             twentieth_score: float = 0.1, tries: int = 16) -> dict:
+                             twentieth_score: float = 0.1, tries: int = 16, directions: int | None = 8) -> dict:
     """Re-draw the evaluated score head of ``model`` in place so that, on ``images`` (float32 [B,3,S,S]
     RGB in [0,1], the size the model will be checked at), each image's top-20 detections score from about
     ``top_score`` down to about ``twentieth_score`` and are well separated. Returns a summary (chosen
-    draw, scale, per-image top-20 score range and minimum gap) for the caller's log."""
+    draw, scale, per-image top-20 score range and minimum gap) for the caller's log.
+
+    ``directions``: each class's weight vector is drawn in the span of the query features' ``directions``
+    leading principal components (None: in the whole feature space). Why: a head drawn in all D
+    dimensions reads mostly low-variance directions and needs a large scale to spread the scores, which
+    multiplies rounding noise of the features (FP16: ~1e-3 relative) into score errors past the FP16
+    tolerance; along the leading components the same spread needs the smallest weights, as a trained
+    head, which reads the features that vary, has."""
     h = _readout_inputs(model, images)                              # [B,Q,D]
     head = model.transformer.dec_score_head[model.transformer.decoder.eval_idx]
     w_shape = tuple(head.weight.shape)                              # [D,C] (paddle Linear: in x out)
@@ -69,11 +76,17 @@ def seed_informative_weights(model: RTDETR, images: np.ndarray, seed: int = 0, t
     # of logits is centred on every image alone and each image's best scores land near top_score
     img_dirs = h.mean(1) - h_mean                                   # [B,D]
     basis = np.linalg.svd(img_dirs, full_matrices=False)[2] if len(images) > 1 else np.zeros((0, h.shape[-1]))
+    flat = (h - h_mean).reshape(-1, h.shape[-1])
+    flat = flat - (flat @ basis.T) @ basis                           # what is left after removing img_dirs
+    pcs = np.linalg.svd(flat, full_matrices=False)[2][:directions] if directions else None   # [k,D]
     want_span = _logit(top_score) - _logit(twentieth_score)
     best = None
     for attempt in range(tries):
         rng = np.random.default_rng([seed, attempt])
-        dw = rng.standard_normal(w_shape)
+        if pcs is not None:
+            dw = pcs.T @ rng.standard_normal((len(pcs), w_shape[1]))  # [D,C] in the leading components
+        else:
+            dw = rng.standard_normal(w_shape)
         dw -= basis.T @ (basis @ dw)
         z = (h - h_mean) @ dw                                       # [B,Q,C] centred change of logits
         top = _top_sorted(z)
