@@ -11,6 +11,15 @@ excluded, as in the peer figures). Weights: ../shared/reference/conformance_r18_
 Figures to match or beat (PaddleDetection's own export on a 2-core machine, ../shared/reference/
 peer_figures.md): onnxruntime 104.5 ms (320) / 306.5 ms (640); Paddle Inference 385 / 1,476 ms.
 The script prints the load average: on a shared machine the figures are upper bounds.
+
+    .venv/bin/python benchmarks/bench_infer.py --int8 [--sizes 640] [--runs 30] [--calib-size 200]
+        [--dataset DIR] [--max-ap-drop 0.010]
+
+--int8 (issue 16) exports `--formats onnx-int8` (the FP32 model.onnx and model_int8.onnx of one export,
+calibrated on the train split of --dataset, default the built-in demo set generated at its default
+size), then times FP32 and INT8 alternately, run by run (median of --runs >= 30, batch 1, onnxruntime's
+default threads), and prints their ratio, both val APs from export_report.json and the CPU flags that
+decide INT8 speed. AP figures mean something only for weights that learned the dataset (bench_learn.py).
 """
 from __future__ import annotations
 
@@ -51,6 +60,7 @@ def main() -> int:
     ap.add_argument("--workspace", help="workspace for the exports (default: a temporary one)")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the runtime's default)")
     ap.add_argument("--reuse", action="store_true", help="reuse exports already in --workspace")
+    add_int8_args(ap)
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads or os.cpu_count() or 1))
 
@@ -74,6 +84,8 @@ def main() -> int:
         weights = str(save_weights(build_model("RT-DETR-R18", args.num_classes), ws / "r18_random.pdparams"))
     print(f"weights: {weights} ({args.num_classes} classes); cpus: {os.cpu_count()}; "
           f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
+    if args.int8:
+        return int8_main(args, ws, weights)
     rows = []
     for size in args.sizes:
         t0 = time.time()
@@ -100,6 +112,94 @@ def main() -> int:
         peer = PEER.get((rt, size))
         print(f"{rt:<18}{size:>6}{med:>12.1f}{mn:>10.1f}{cpu:>10.1f}{n:>6}{peer or float('nan'):>10.1f}"
               f"{(med / peer if peer else float('nan')):>8.2f}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- --int8
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def add_int8_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--int8", action="store_true", help="FP32 vs INT8 ONNX latency and AP of one onnx-int8 export")
+    ap.add_argument("--dataset", help="--int8: COCO dataset folder for calibration and AP (default: the demo set)")
+    ap.add_argument("--calib-size", type=int, default=None, help="--int8: calibration images (default 200)")
+    ap.add_argument("--max-ap-drop", type=float, default=0.010, help="--int8: the export's AP-drop limit")
+
+
+def cpu_flags() -> dict:
+    """The instruction-set flags of /proc/cpuinfo that decide onnxruntime's INT8 kernels, and the CPU name."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    return {"cpu": name, **{f: f in flags for f in INT8_FLAGS}}
+
+
+def alternate(fns: dict, runs: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Wall ms of each fn, run in turn (A, B, A, B, ...) so load changes on a shared CPU hit both alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[k].append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def int8_main(args, ws: Path, weights: str) -> int:
+    import json
+
+    import numpy as np
+
+    from toolbox.data.api import check
+    from toolbox.export.api import export
+    from toolbox.export.onnx import session
+
+    if args.runs < 30:
+        print("--int8 needs --runs >= 30 (median of at least 30 alternating runs)", file=sys.stderr)
+        return 2
+    dataset = args.dataset
+    if not dataset:
+        from toolbox.data.demo import generate
+
+        src = ws / "demo_src"
+        if not (src / "annotations").is_dir():
+            generate(src, num_classes=args.num_classes)
+        dataset = str(src)
+    name = "bench-int8-data"
+    if not (ws / "datasets" / name / "annotations").is_dir():
+        check(dataset, name=name, workspace=ws)
+    flags = cpu_flags()
+    print("cpu:", json.dumps(flags), flush=True)
+    rows = []
+    for size in args.sizes:
+        t0 = time.time()
+        d = ws / "exports" / f"bench-r18-int8-{size}"
+        if not (args.reuse and (d / "model_int8.onnx").is_file()):
+            d = export(model="RT-DETR-R18", weights=weights, num_classes=args.num_classes, name=d.name,
+                       input_size=size, formats=("onnx-int8",), dataset=name, calib_size=args.calib_size,
+                       int8_max_ap_drop=args.max_ap_drop, workspace=ws, progress=False)
+            print(f"exported {size}: {d} in {time.time() - t0:.0f} s", flush=True)
+        rep = json.loads((d / "export_report.json").read_text())["formats"]["onnx_int8"]
+        x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+        feeds = {"images": x, "orig_target_sizes": np.array([[size, size]], np.int64)}
+        fp32, int8 = session(d / "model.onnx", args.threads or None), session(d / "model_int8.onnx", args.threads or None)
+        ms = alternate({"fp32": lambda: fp32.run(None, feeds), "int8": lambda: int8.run(None, feeds)}, args.runs)
+        f, i = statistics.median(ms["fp32"]), statistics.median(ms["int8"])
+        rows.append((size, f, i, i / f, rep["check"], rep["quantized"], rep["kept_fp32"]))
+        print(f"  {size}: FP32 {f:.1f} ms, INT8 {i:.1f} ms, ratio {i / f:.2f}", flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}; cpu {flags['cpu']}; "
+          + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items() if k != "cpu"))
+    print(f"{'size':>6}{'fp32 ms':>10}{'int8 ms':>10}{'ratio':>7}{'AP fp32':>9}{'AP int8':>9}{'AP50 fp32':>10}"
+          f"{'AP50 int8':>10}  INT8 stages (FP32 kept)")
+    for size, f, i, r, chk, q, kept in rows:
+        print(f"{size:>6}{f:>10.1f}{i:>10.1f}{r:>7.2f}{chk['fp32']['AP']:>9.4f}{chk['int8']['AP']:>9.4f}"
+              f"{chk['fp32']['AP50']:>10.4f}{chk['int8']['AP50']:>10.4f}  {'+'.join(q)} ({'+'.join(kept) or '-'})")
+        if not chk.get("judgeable", True):
+            print(f"        FP32 AP {chk['fp32']['AP']:.4f} < {chk['judge_min_ap']}: these weights have not learned "
+                  f"the dataset, the AP figures cannot judge INT8 accuracy")
     return 0
 
 
