@@ -124,6 +124,9 @@ def add_int8_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dataset", help="--int8: COCO dataset folder for calibration and AP (default: the demo set)")
     ap.add_argument("--calib-size", type=int, default=None, help="--int8: calibration images (default 200)")
     ap.add_argument("--max-ap-drop", type=float, default=0.010, help="--int8: the export's AP-drop limit")
+    ap.add_argument("--int8-plans", action="store_true",
+                    help="--int8: also rebuild every plan the export tried and time it (the trade-off curve: "
+                         "latency ratio vs AP drop per quantization choice)")
 
 
 def cpu_flags() -> dict:
@@ -146,6 +149,47 @@ def alternate(fns: dict, runs: int, warmup: int = 3) -> dict[str, list[float]]:
             fn()
             out[k].append((time.perf_counter() - t) * 1000)
     return out
+
+
+def plan_curve(d: Path, dataset_dir: Path, rep: dict, feeds: dict, args) -> None:
+    """Every plan of the export's report rebuilt (same calibration images and recipe) and timed against FP32,
+    alternating; prints latency ratio and AP drop per plan."""
+    import json
+
+    import numpy as np
+
+    from toolbox.export import onnx_int8 as Q
+    from toolbox.export.onnx import session
+    from toolbox.export.paddle_static import read_infer_cfg
+    from toolbox.export.runtime import load_image, normalize, resize, resize_interp
+
+    cfg = read_infer_cfg(d)
+    ann = json.loads((dataset_dir / "annotations" / "instance_train.json").read_text())
+    paths = [dataset_dir / "images" / im["file_name"] for im in sorted(ann["images"], key=lambda x: x["id"])]
+    paths = paths[:rep["calibration"]["images"]]
+
+    def prep(p):
+        im = load_image(p)
+        x = normalize(resize(im, cfg["input_size"], resize_interp(cfg)), cfg)[None]
+        return {"images": x, "orig_target_sizes": np.array([[im.shape[1], im.shape[0]]], np.int64)}
+
+    t0 = time.time()
+    ranges = Q.calibrate(d / "model.onnx", [prep(p) for p in paths])
+    print(f"  plans: calibrated on {len(paths)} images in {time.time() - t0:.0f} s", flush=True)
+    stages_of = Q.nodes_in(d / "model.onnx", rep["stage_ranges"])
+    fp32 = session(d / "model.onnx", args.threads or None)
+    fp32_ap = rep["check"]["fp32"]["AP"]
+    print(f"  {'INT8 stages':<52}{'ratio':>7}{'AP drop':>9}{'matched':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for plan in rep["plans"]:
+            q = Q.Int8Plan(plan["quantized"])
+            path = Q.quantize_with_ranges(d / "model.onnx", Path(tmp) / "plan.onnx", ranges, q.exclude(stages_of))
+            sess = session(path, args.threads or None)
+            ms = alternate({"fp32": lambda: fp32.run(None, feeds), "int8": lambda: sess.run(None, feeds)}, args.runs)
+            ratio = statistics.median(ms["int8"]) / statistics.median(ms["fp32"])
+            drop = fp32_ap - plan["int8_ap"]["AP"]
+            print(f"  {'+'.join(q.quantized):<52}{ratio:>7.2f}{drop:>9.4f}{plan['agreement']['matched_fraction']:>9.3f}",
+                  flush=True)
 
 
 def int8_main(args, ws: Path, weights: str) -> int:
@@ -190,6 +234,8 @@ def int8_main(args, ws: Path, weights: str) -> int:
         f, i = statistics.median(ms["fp32"]), statistics.median(ms["int8"])
         rows.append((size, f, i, i / f, rep["check"], rep["quantized"], rep["kept_fp32"]))
         print(f"  {size}: FP32 {f:.1f} ms, INT8 {i:.1f} ms, ratio {i / f:.2f}", flush=True)
+        if args.int8_plans:
+            plan_curve(d, ws / "datasets" / name, rep, feeds, args)
     print(f"\nload average after: {os.getloadavg()[0]:.1f}; cpu {flags['cpu']}; "
           + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items() if k != "cpu"))
     print(f"{'size':>6}{'fp32 ms':>10}{'int8 ms':>10}{'ratio':>7}{'AP fp32':>9}{'AP int8':>9}{'AP50 fp32':>10}"

@@ -96,6 +96,8 @@ def test_onnx_int8_end_to_end_on_the_tiny_run(tiny_export_int8):
     assert set(e["quantized"]) | set(e["kept_fp32"]) == set(onnx_int8.STAGES) and e["quantized"]
     assert set(e["sensitivity"]["stages"]) == set(onnx_int8.STAGES)   # every stage found and measured
     assert all(e["stage_nodes"][s] > 0 for s in onnx_int8.STAGES)
+    back = onnx_int8.nodes_in(d / "model.onnx", e["stage_ranges"])      # the recorded node-to-stage map
+    assert {s: list(back.values()).count(s) for s in onnx_int8.STAGES} == e["stage_nodes"]
     assert e["recipe"]["format"] == "QDQ" and e["recipe"]["per_channel"] is True
     assert e["calibration"]["split"] == "train" and e["calibration"]["images"] == 16   # all 16 (< default 200)
     chk = e["check"]

@@ -97,6 +97,27 @@ def node_stages(model_path: str | os.PathLike, param_stage: dict[str, str]) -> d
     return out
 
 
+def stage_ranges(stages_of: dict[str, str]) -> dict[str, list[list[int]]]:
+    """{stage: [[first, last], ...]} node positions (graph order) of each stage: the node-to-stage map in a
+    form short enough for the report, from which a plan's excluded nodes can be rebuilt (`nodes_in`)."""
+    out: dict[str, list[list[int]]] = {s: [] for s in STAGES}
+    for i, stage in enumerate(stages_of.values()):
+        runs = out[stage]
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return out
+
+
+def nodes_in(model_path: str | os.PathLike, ranges: dict[str, list[list[int]]]) -> dict[str, str]:
+    """The inverse of stage_ranges on the graph it was made from: {node name: stage}."""
+    import onnx
+
+    names = [n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node]
+    return {names[i]: stage for stage, runs in ranges.items() for a, b in runs for i in range(a, b + 1)}
+
+
 # ---------------------------------------------------------------------------------------------- quantize
 def calibrate(model_path: str | os.PathLike, feeds: Sequence[dict[str, np.ndarray]]):
     """MinMax ranges of every quantizable tensor over `feeds` (onnxruntime TensorsData)."""

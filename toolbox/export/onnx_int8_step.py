@@ -79,7 +79,7 @@ class Int8Export:
         entry = {
             "files": ["model_int8.onnx"] if chosen else [], "passed": chosen is not None, "recipe": dict(Q.RECIPE),
             "calibration": {"split": "train", "images": len(calib_paths), "calib_size": calib_n},
-            "stage_nodes": counts, "sensitivity": {"what": "each stage alone in INT8 on "
+            "stage_nodes": counts, "stage_ranges": Q.stage_ranges(stages_of), "sensitivity": {"what": "each stage alone in INT8 on "
                                                            f"{len(sens_paths)} images: share of FP32's top-"
                                                            f"{Q.AGREEMENT_TOP} detections matched (IoU >= "
                                                            f"{Q.MATCH['iou_min']}, |dscore| <= {Q.MATCH['score_tol']})",
