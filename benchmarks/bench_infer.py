@@ -174,16 +174,18 @@ def plan_curve(d: Path, dataset_dir: Path, rep: dict, feeds: dict, args) -> None
         return {"images": x, "orig_target_sizes": np.array([[im.shape[1], im.shape[0]]], np.int64)}
 
     t0 = time.time()
-    ranges = Q.calibrate(d / "model.onnx", [prep(p) for p in paths])
+    tmpdir = tempfile.mkdtemp(prefix="int8_plans_")
+    prepared = Q.prepare(d / "model.onnx", Path(tmpdir) / "prepared.onnx")   # as the export did
+    ranges = Q.calibrate(prepared, [prep(p) for p in paths])
     print(f"  plans: calibrated on {len(paths)} images in {time.time() - t0:.0f} s", flush=True)
-    stages_of = Q.nodes_in(d / "model.onnx", rep["stage_ranges"])
+    stages_of = Q.nodes_in(prepared, rep["stage_ranges"])
     fp32 = session(d / "model.onnx", args.threads or None)
     fp32_ap = rep["check"]["fp32"]["AP"]
     print(f"  {'INT8 stages':<52}{'ratio':>7}{'AP drop':>9}{'matched':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for plan in rep["plans"]:
             q = Q.Int8Plan(plan["quantized"])
-            path = Q.quantize_with_ranges(d / "model.onnx", Path(tmp) / "plan.onnx", ranges, q.exclude(stages_of))
+            path = Q.quantize_with_ranges(prepared, Path(tmp) / "plan.onnx", ranges, q.exclude(stages_of))
             sess = session(path, args.threads or None)
             ms = alternate({"fp32": lambda: fp32.run(None, feeds), "int8": lambda: sess.run(None, feeds)}, args.runs)
             ratio = statistics.median(ms["int8"]) / statistics.median(ms["fp32"])

@@ -78,7 +78,7 @@ def test_plans_go_from_all_int8_to_the_least_sensitive_stage():
 
 
 @pytest.mark.slow
-def test_onnx_int8_end_to_end_on_the_tiny_run(tiny_export_int8):
+def test_onnx_int8_end_to_end_on_the_tiny_run(tiny_export_int8, tmp_path):
     from toolbox.export.onnx import graph_io, op_counts
     from toolbox.export.paddle_static import read_infer_cfg
     from toolbox.export.runtime import Predictor, load_image
@@ -96,8 +96,12 @@ def test_onnx_int8_end_to_end_on_the_tiny_run(tiny_export_int8):
     assert set(e["quantized"]) | set(e["kept_fp32"]) == set(onnx_int8.STAGES) and e["quantized"]
     assert set(e["sensitivity"]["stages"]) == set(onnx_int8.STAGES)   # every stage found and measured
     assert all(e["stage_nodes"][s] > 0 for s in onnx_int8.STAGES)
-    back = onnx_int8.nodes_in(d / "model.onnx", e["stage_ranges"])      # the recorded node-to-stage map
+    # the recorded node-to-stage map (position ranges on the prepared graph, which is rebuilt the same way)
+    prepared = onnx_int8.prepare(d / "model.onnx", tmp_path / "prepared.onnx")
+    back = onnx_int8.nodes_in(prepared, e["stage_ranges"])
     assert {s: list(back.values()).count(s) for s in onnx_int8.STAGES} == e["stage_nodes"]
+    # BatchNormalization was folded into the convolutions before quantization (else no integer Conv kernel)
+    assert counts.get("BatchNormalization", 0) == 0 < op_counts(d / "model.onnx")["BatchNormalization"]
     assert e["recipe"]["format"] == "QDQ" and e["recipe"]["per_channel"] is True
     assert e["calibration"]["split"] == "train" and e["calibration"]["images"] == 16   # all 16 (< default 200)
     chk = e["check"]

@@ -19,6 +19,12 @@ QDQQuantizer), with one calibration shared by every plan.
 Stages are found through the weights: an ONNX node that reads an initializer belongs to the stage of the
 Paddle parameter of that name (parameter names survive paddle2onnx); a node without weights belongs to the
 stage of the last weighted node before it in the graph's (program) order.
+
+Before calibration the graph goes through onnxruntime's quantization pre-processing (`prepare`: shape
+inference, BatchNormalization folded into the Conv before it, constant folding). Without it every Conv
+is followed by an FP32 BatchNormalization, so each Conv output is quantized and dequantized again and no
+Conv+Relu fuses into an integer kernel. It keeps node names, so stages found on model.onnx carry over by
+name (`carry_stages`).
 """
 from __future__ import annotations
 
@@ -116,6 +122,27 @@ def nodes_in(model_path: str | os.PathLike, ranges: dict[str, list[list[int]]]) 
 
     names = [n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node]
     return {names[i]: stage for stage, runs in ranges.items() for a, b in runs for i in range(a, b + 1)}
+
+
+def prepare(model_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """onnxruntime's quant_pre_process: the graph that is calibrated and quantized (see the docstring)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out_path = Path(out_path)
+    quant_pre_process(str(model_path), str(out_path), skip_symbolic_shape=False)
+    return out_path
+
+
+def carry_stages(stages_of: dict[str, str], prepared_path: str | os.PathLike) -> dict[str, str]:
+    """{node name: stage} on the prepared graph: by name, and a node new there (e.g. a Transpose the
+    optimizer added) takes the stage of the node before it."""
+    import onnx
+
+    out, current = {}, STAGES[0]
+    for node in onnx.load(str(prepared_path), load_external_data=False).graph.node:
+        current = stages_of.get(node.name, current)
+        out[node.name] = current
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- quantize

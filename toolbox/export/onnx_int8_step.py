@@ -1,6 +1,7 @@
 """The export job's `onnx_int8` step: model.onnx -> model_int8.onnx, chosen and checked by accuracy.
 
 What it does (the measuring itself is in onnx_int8.py):
+- the graph prepared for quantization (onnx_int8.prepare: BatchNorm folded into Conv, shapes inferred);
 - calibration on up to `calib_size` train-split images (default 200), preprocessed as the export's own
   checks do (infer_cfg's Resize and Normalize), batch 1;
 - per-stage sensitivity on up to 16 val images, then plans from the most quantized down (onnx_int8.py);
@@ -35,6 +36,7 @@ class Int8Export:
             raise InputError("onnx-int8 calibrates on a dataset's train split and checks AP on its val split; "
                              "no dataset is known for these weights (pass --dataset NAME)")
         fp32 = job.dir / "model.onnx"
+        prepared = Q.prepare(fp32, job.work / "model_prepared.onnx")   # what is calibrated and quantized
         calib_n = job.int8_calib_size or Q.DEFAULT_CALIB_SIZE
         calib_paths = job._dataset_images("train", calib_n)
         if not calib_paths:
@@ -42,15 +44,15 @@ class Int8Export:
         X, sizes = self._feeds(calib_paths)
         feeds = [{"images": X[i:i + 1], "orig_target_sizes": sizes[i:i + 1]} for i in range(len(X))]
         job.info(f"onnx_int8: calibrating on {len(feeds)} train images")
-        ranges = Q.calibrate(fp32, feeds)
+        ranges = Q.calibrate(prepared, feeds)
         del feeds, X
-        stages_of = Q.node_stages(fp32, Q.param_stages(job.model.named_parameters()))
+        stages_of = Q.carry_stages(Q.node_stages(fp32, Q.param_stages(job.model.named_parameters())), prepared)
         counts = {s: sum(1 for v in stages_of.values() if v == s) for s in Q.STAGES}
 
         sens_paths = job._dataset_images("val", Q.SENSITIVITY_IMAGES) or job._dataset_images("train", Q.SENSITIVITY_IMAGES)
         SX, Ssizes = self._feeds(sens_paths)
         ref = Q.run_graph(fp32, SX, Ssizes)
-        sens = Q.sensitivity(fp32, job.work, ranges, stages_of, SX, Ssizes, ref)
+        sens = Q.sensitivity(prepared, job.work, ranges, stages_of, SX, Ssizes, ref)
         job.info("onnx_int8: stage alone in INT8 -> matched fraction of FP32 detections: "
                  + ", ".join(f"{s} {v['matched_fraction']:.3f}" for s, v in sens.items()))
 
@@ -62,7 +64,7 @@ class Int8Export:
         plans, chosen = Q.plans_by_sensitivity(sens), None
         out = job.dir / "model_int8.onnx"
         for plan in plans:
-            path = Q.quantize_with_ranges(fp32, job.work / "plan.onnx", ranges, plan.exclude(stages_of))
+            path = Q.quantize_with_ranges(prepared, job.work / "plan.onnx", ranges, plan.exclude(stages_of))
             plan.agreement = Q.agreement(ref, Q.run_graph(path, SX, Ssizes))
             plan.ap = Q.coco_ap(path, val, job._preprocess, job.val_limit)
             drop = fp32_ap["AP"] - plan.ap["AP"]
