@@ -107,9 +107,9 @@ def test_paddle_inference_and_onnx_agree_with_the_trained_model(tiny_export_onnx
 def test_failed_parity_leaves_the_previous_export_and_a_failed_folder(tiny_run, session_workspace, monkeypatch):
     """An export whose ONNX check fails exits 3, keeps the good export in place and writes <name>.failed/."""
     from toolbox.errors import RuntimeFailure
-    from toolbox.export import api
+    from toolbox.export import api, onnx_export
 
-    monkeypatch.setattr(api, "RAW_ATOL", -1.0)  # no real graph can pass: the check itself is what is tested
+    monkeypatch.setattr(onnx_export, "RAW_ATOL", -1.0)  # no real graph can pass: the check itself is what is tested
     before = sorted(p.name for p in session_workspace.exports.iterdir())
     with pytest.raises(RuntimeFailure, match="ONNX parity failed") as err:
         api.export(run=tiny_run.name, formats="onnx", name="tiny-parity", workspace=session_workspace, progress=False)

@@ -28,7 +28,7 @@ class Int8Export:
     def _feeds(self, paths) -> tuple[np.ndarray, np.ndarray]:
         from .runtime import load_image
 
-        return self.job._preprocess([load_image(p) for p in paths])
+        return self.job.preprocess([load_image(p) for p in paths])
 
     def run(self) -> None:
         job = self.job
@@ -38,7 +38,7 @@ class Int8Export:
         fp32 = job.dir / "model.onnx"
         prepared = Q.prepare(fp32, job.work / "model_prepared.onnx")   # what is calibrated and quantized
         calib_n = job.int8_calib_size or Q.DEFAULT_CALIB_SIZE
-        calib_paths = job._dataset_images("train", calib_n)
+        calib_paths = job.dataset_images("train", calib_n)
         if not calib_paths:
             raise InputError(f"{job.src.dataset_dir} has no train-split images to calibrate INT8 on")
         X, sizes = self._feeds(calib_paths)
@@ -49,7 +49,7 @@ class Int8Export:
         stages_of = Q.carry_stages(Q.node_stages(fp32, Q.param_stages(job.model.named_parameters())), prepared)
         counts = {s: sum(1 for v in stages_of.values() if v == s) for s in Q.STAGES}
 
-        sens_paths = job._dataset_images("val", Q.SENSITIVITY_IMAGES) or job._dataset_images("train", Q.SENSITIVITY_IMAGES)
+        sens_paths = job.dataset_images("val", Q.SENSITIVITY_IMAGES) or job.dataset_images("train", Q.SENSITIVITY_IMAGES)
         SX, Ssizes = self._feeds(sens_paths)
         ref = Q.run_graph(fp32, SX, Ssizes)
         sens = Q.sensitivity(prepared, job.work, ranges, stages_of, SX, Ssizes, ref)
@@ -59,14 +59,14 @@ class Int8Export:
         from ..data.loader import CocoDetection
 
         val = CocoDetection(job.src.dataset_dir, "val")
-        fp32_ap = Q.coco_ap(fp32, val, job._preprocess, job.val_limit)
+        fp32_ap = Q.coco_ap(fp32, val, job.preprocess, job.val_limit)
         judgeable = fp32_ap["AP"] >= Q.JUDGE_MIN_AP
         plans, chosen = Q.plans_by_sensitivity(sens), None
         out = job.dir / "model_int8.onnx"
         for plan in plans:
             path = Q.quantize_with_ranges(prepared, job.work / "plan.onnx", ranges, plan.exclude(stages_of))
             plan.agreement = Q.agreement(ref, Q.run_graph(path, SX, Ssizes))
-            plan.ap = Q.coco_ap(path, val, job._preprocess, job.val_limit)
+            plan.ap = Q.coco_ap(path, val, job.preprocess, job.val_limit)
             drop = fp32_ap["AP"] - plan.ap["AP"]
             plan.ap["ap_drop"] = round(drop, 6)
             agrees = plan.agreement["matched_fraction"] >= Q.MIN_MATCHED

@@ -162,7 +162,7 @@ class RknnExport:
                          for i in range(len(job.X))]
         self.ort_dets = [np.concatenate([e[k] for e in self.ort_envs]) for k in ("labels", "boxes", "scores")]
         self.disc_dets = disc
-        self.split_stats = job._match(disc, self.ort_dets, {"iou_min": 0.9, "score_tol": 0.05})
+        self.split_stats = job.match(disc, self.ort_dets, {"iou_min": 0.9, "score_tol": 0.05})
         if not self.split_stats["ok"]:
             raise RuntimeFailure(f"the RKNN split run in onnxruntime disagrees with the model: {self.split_stats} "
                                  f"(a bug in the graph split; please report it)")
@@ -264,7 +264,7 @@ class RknnExport:
         from .runtime import load_image, resize
 
         job = self.job
-        paths = job._dataset_images("train", None) or job._dataset_images("val", None)
+        paths = job.dataset_images("train", None) or job.dataset_images("val", None)
         if not paths:
             raise RuntimeFailure("INT8 calibration needs training images, and no dataset is known for these "
                                  "weights: export from a --run, or use --rknn-quant fp16")
@@ -294,7 +294,7 @@ class RknnExport:
             cost["note"] = "the model was trained with discrete sampling: the RKNN graph computes what it learnt"
             return cost
         # on the sample images: the grid model's detections vs the discrete split's
-        cost["samples"] = job._match(job.ref_dets, self.ort_dets, {"iou_min": 0.9, "score_tol": 0.05})
+        cost["samples"] = job.match(job.ref_dets, self.ort_dets, {"iou_min": 0.9, "score_tol": 0.05})
         cost["samples"]["what"] = ("detections of the grid-sampling model matched against the discrete RKNN "
                                    "graph's (onnxruntime), top 20 per image")
         if not job.src.dataset_dir:
