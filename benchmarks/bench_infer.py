@@ -14,6 +14,15 @@ else a seeded random initialisation (latency does not depend on the values).
 the ratio B/A. Only such same-run ratios are comparable: figures taken on another machine, or at another
 time on a shared one, are not. The script prints the load average: on a shared machine absolute figures
 are upper bounds, and a ratio is trustworthy only when the load stayed steady.
+
+    .venv/bin/python benchmarks/bench_infer.py --int8 [--sizes 640] [--runs 30] [--calib-size 200]
+        [--dataset DIR] [--max-ap-drop 0.010]
+
+--int8 (issue 16) exports `--formats onnx-int8` (the FP32 model.onnx and model_int8.onnx of one export,
+calibrated on the train split of --dataset, default the built-in demo set generated at its default
+size), then times FP32 and INT8 alternately, run by run (median of --runs >= 30, batch 1, onnxruntime's
+default threads), and prints their ratio, both val APs from export_report.json and the CPU flags that
+decide INT8 speed. AP figures mean something only for weights that learned the dataset (bench_learn.py).
 """
 from __future__ import annotations
 
@@ -56,6 +65,7 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true", help="reuse exports already in --workspace")
     ap.add_argument("--compare", nargs=2, metavar=("A.onnx", "B.onnx"),
                     help="time two ONNX exports alternately in this process and print the ratio B/A")
+    add_int8_args(ap)
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads or os.cpu_count() or 1))
     if args.compare:
@@ -81,6 +91,8 @@ def main() -> int:
         weights = str(save_weights(build_model("RT-DETR-R18", args.num_classes), ws / "r18_random.pdparams"))
     print(f"weights: {weights} ({args.num_classes} classes); cpus: {os.cpu_count()}; "
           f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
+    if args.int8:
+        return int8_main(args, ws, weights)
     rows = []
     for size in args.sizes:
         t0 = time.time()
@@ -174,6 +186,142 @@ def compare_main(a: str, b: str, runs: int, threads: int | None) -> int:
           f"shared machine cannot steal; with --threads 1 it is the work each graph does)")
     print(f"load average: {r['load_before']:.1f} before, {r['load_after']:.1f} after (a shared CPU inflates both "
           f"medians; the ratio holds while the load is steady)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- --int8
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def add_int8_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--int8", action="store_true", help="FP32 vs INT8 ONNX latency and AP of one onnx-int8 export")
+    ap.add_argument("--dataset", help="--int8: COCO dataset folder for calibration and AP (default: the demo set)")
+    ap.add_argument("--calib-size", type=int, default=None, help="--int8: calibration images (default 200)")
+    ap.add_argument("--max-ap-drop", type=float, default=0.010, help="--int8: the export's AP-drop limit")
+    ap.add_argument("--int8-plans", action="store_true",
+                    help="--int8: also rebuild every plan the export tried and time it (the trade-off curve: "
+                         "latency ratio vs AP drop per quantization choice)")
+
+
+def cpu_flags() -> dict:
+    """The instruction-set flags of /proc/cpuinfo that decide onnxruntime's INT8 kernels, and the CPU name."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    return {"cpu": name, **{f: f in flags for f in INT8_FLAGS}}
+
+
+def alternate(fns: dict, runs: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Wall ms of each fn, run in turn (A, B, A, B, ...) so load changes on a shared CPU hit both alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[k].append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def plan_curve(d: Path, dataset_dir: Path, rep: dict, feeds: dict, args) -> None:
+    """Every plan of the export's report rebuilt (same calibration images and recipe) and timed against FP32,
+    alternating; prints latency ratio and AP drop per plan."""
+    import json
+
+    import numpy as np
+
+    from toolbox.export import onnx_int8 as Q
+    from toolbox.export.onnx import session
+    from toolbox.export.paddle_static import read_infer_cfg
+    from toolbox.export.runtime import load_image, normalize, resize, resize_interp
+
+    cfg = read_infer_cfg(d)
+    ann = json.loads((dataset_dir / "annotations" / "instance_train.json").read_text())
+    paths = [dataset_dir / "images" / im["file_name"] for im in sorted(ann["images"], key=lambda x: x["id"])]
+    paths = paths[:rep["calibration"]["images"]]
+
+    def prep(p):
+        im = load_image(p)
+        x = normalize(resize(im, cfg["input_size"], resize_interp(cfg)), cfg)[None]
+        return {"images": x, "orig_target_sizes": np.array([[im.shape[1], im.shape[0]]], np.int64)}
+
+    t0 = time.time()
+    tmpdir = tempfile.mkdtemp(prefix="int8_plans_")
+    prepared = Q.prepare(d / "model.onnx", Path(tmpdir) / "prepared.onnx")   # as the export did
+    ranges = Q.calibrate(prepared, [prep(p) for p in paths])
+    print(f"  plans: calibrated on {len(paths)} images in {time.time() - t0:.0f} s", flush=True)
+    stages_of = Q.nodes_in(prepared, rep["stage_ranges"])
+    fp32 = session(d / "model.onnx", args.threads or None)
+    fp32_ap = rep["check"]["fp32"]["AP"]
+    print(f"  {'INT8 stages':<52}{'ratio':>7}{'AP drop':>9}{'matched':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for plan in rep["plans"]:
+            q = Q.Int8Plan(plan["quantized"])
+            path = Q.quantize_with_ranges(prepared, Path(tmp) / "plan.onnx", ranges, q.exclude(stages_of))
+            sess = session(path, args.threads or None)
+            ms = alternate({"fp32": lambda: fp32.run(None, feeds), "int8": lambda: sess.run(None, feeds)}, args.runs)
+            ratio = statistics.median(ms["int8"]) / statistics.median(ms["fp32"])
+            drop = fp32_ap - plan["int8_ap"]["AP"]
+            print(f"  {'+'.join(q.quantized):<52}{ratio:>7.2f}{drop:>9.4f}{plan['agreement']['matched_fraction']:>9.3f}",
+                  flush=True)
+
+
+def int8_main(args, ws: Path, weights: str) -> int:
+    import json
+
+    import numpy as np
+
+    from toolbox.data.api import check
+    from toolbox.export.api import export
+    from toolbox.export.onnx import session
+
+    if args.runs < 30:
+        print("--int8 needs --runs >= 30 (median of at least 30 alternating runs)", file=sys.stderr)
+        return 2
+    dataset = args.dataset
+    if not dataset:
+        from toolbox.data.demo import generate
+
+        src = ws / "demo_src"
+        if not (src / "annotations").is_dir():
+            generate(src, num_classes=args.num_classes)
+        dataset = str(src)
+    name = "bench-int8-data"
+    if not (ws / "datasets" / name / "annotations").is_dir():
+        check(dataset, name=name, workspace=ws)
+    flags = cpu_flags()
+    print("cpu:", json.dumps(flags), flush=True)
+    rows = []
+    for size in args.sizes:
+        t0 = time.time()
+        d = ws / "exports" / f"bench-r18-int8-{size}"
+        if not (args.reuse and (d / "model_int8.onnx").is_file()):
+            d = export(model="RT-DETR-R18", weights=weights, num_classes=args.num_classes, name=d.name,
+                       input_size=size, formats=("onnx-int8",), dataset=name, calib_size=args.calib_size,
+                       int8_max_ap_drop=args.max_ap_drop, workspace=ws, progress=False)
+            print(f"exported {size}: {d} in {time.time() - t0:.0f} s", flush=True)
+        rep = json.loads((d / "export_report.json").read_text())["formats"]["onnx_int8"]
+        x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+        feeds = {"images": x, "orig_target_sizes": np.array([[size, size]], np.int64)}
+        fp32, int8 = session(d / "model.onnx", args.threads or None), session(d / "model_int8.onnx", args.threads or None)
+        ms = alternate({"fp32": lambda: fp32.run(None, feeds), "int8": lambda: int8.run(None, feeds)}, args.runs)
+        f, i = statistics.median(ms["fp32"]), statistics.median(ms["int8"])
+        rows.append((size, f, i, i / f, rep["check"], rep["quantized"], rep["kept_fp32"]))
+        print(f"  {size}: FP32 {f:.1f} ms, INT8 {i:.1f} ms, ratio {i / f:.2f}", flush=True)
+        if args.int8_plans:
+            plan_curve(d, ws / "datasets" / name, rep, feeds, args)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}; cpu {flags['cpu']}; "
+          + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items() if k != "cpu"))
+    print(f"{'size':>6}{'fp32 ms':>10}{'int8 ms':>10}{'ratio':>7}{'AP fp32':>9}{'AP int8':>9}{'AP50 fp32':>10}"
+          f"{'AP50 int8':>10}  INT8 stages (FP32 kept)")
+    for size, f, i, r, chk, q, kept in rows:
+        print(f"{size:>6}{f:>10.1f}{i:>10.1f}{r:>7.2f}{chk['fp32']['AP']:>9.4f}{chk['int8']['AP']:>9.4f}"
+              f"{chk['fp32']['AP50']:>10.4f}{chk['int8']['AP50']:>10.4f}  {'+'.join(q)} ({'+'.join(kept) or '-'})")
+        if not chk.get("judgeable", True):
+            print(f"        FP32 AP {chk['fp32']['AP']:.4f} < {chk['judge_min_ap']}: these weights have not learned "
+                  f"the dataset, the AP figures cannot judge INT8 accuracy")
     return 0
 
 

@@ -77,6 +77,9 @@ def test_export_and_deploy_command_lines(tmp_path):
     assert name == "r1"
     assert args == ["--run", "r1", "--weights", "best", "--name", "r1", "--formats", "onnx,rknn",
                     "--input-size", "320", "--fp16-onnx", "--rknn-quant", "int8", "--calib-size", "16"]
+    # INT8 ONNX for CPUs: its own calibration default (200), the RKNN slider does not apply
+    args, _ = export_args("r1", "best", "", ["onnx-int8", "paddle"], None, False, "fp16", 32, guard=guard)
+    assert args == ["--run", "r1", "--weights", "best", "--name", "r1", "--formats", "paddle,onnx-int8"]
     with pytest.raises(UsageError):
         export_args("r1", "best", "a/b", ["onnx"], None, False, "fp16", 32, guard=guard)
     with pytest.raises(UsageError):

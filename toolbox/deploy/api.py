@@ -27,13 +27,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 def deploy(export: str | os.PathLike, target: str | list[str] = "all", out: str | os.PathLike | None = None,
            workspace: Workspace | str | os.PathLike | None = None, *, sample: str | os.PathLike | None = None,
-           fetch: bool = True) -> list[Path]:
+           fetch: bool = True, int8: bool = False) -> list[Path]:
     """Write `<out>/<export-name>-<target>.zip` for each target; returns the zip paths.
 
     export: an export name in the workspace or an export folder. target: a name, a comma list or "all"
     (with "all", RK3588 targets are skipped with a warning when the export has no RKNN model). out:
     default `workspace/sdk/`. sample: the picture shipped as images/sample.png (default: one found in
-    the export or its dataset, else a generated one). fetch: download missing runtime kits.
+    the export or its dataset, else a generated one). fetch: download missing runtime kits. int8: the CPU
+    targets (linux/windows-cpu-python/cpp) carry model_int8.onnx, the export's accuracy-checked INT8 model,
+    instead of model.onnx (GPU and RK3588 targets keep their own models: INT8 ONNX is for CPUs).
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     export_dir = ws.export_dir(export)
@@ -45,7 +47,13 @@ def deploy(export: str | os.PathLike, target: str | list[str] = "all", out: str 
     explicit = not (isinstance(target, str) and target.strip() == "all")
     plans = []
     for t in targets:
-        stages = _stages_for(t, cfg)
+        use_int8 = int8 and _cpu_target(t)
+        if int8 and not use_int8:
+            print(f"warning: {t.name} keeps its own model: --int8 applies to the CPU targets", file=sys.stderr)
+        if use_int8 and not any(s.get("format") == "onnx_int8" for s in cfg["stages"]):
+            raise InputError(f"export {export_dir} has no INT8 model (model_int8.onnx) for {t.name} --int8; re-export "
+                             f"with `python -m toolbox export ... --formats onnx-int8`")
+        stages = _stages_for(t, cfg, int8=use_int8)
         if stages is None:
             msg = (f"export {export_dir} has no RKNN model for {t.name}; re-export with "
                    f"`python -m toolbox export ... --formats paddle,onnx,rknn`")
@@ -100,10 +108,15 @@ def _read_cfg(export_dir: Path) -> dict:
     return cfg
 
 
-def _stages_for(t: Target, cfg: dict) -> list[dict] | None:
-    """The stages this target runs: the RKNN split on RK3588, the single ONNX graph elsewhere."""
+def _cpu_target(t: Target) -> bool:
+    return t.device == "cpu" and not t.rk3588
+
+
+def _stages_for(t: Target, cfg: dict, int8: bool = False) -> list[dict] | None:
+    """The stages this target runs: the RKNN split on RK3588, the single ONNX graph elsewhere (the INT8 one
+    on CPU targets when `int8`)."""
     stages = [s for s in cfg["stages"] if s.get("runtime") != "paddle"]
-    fmt = "rknn" if t.rk3588 else "onnx"
+    fmt = "rknn" if t.rk3588 else ("onnx_int8" if int8 else "onnx")
     if any("format" in s for s in stages):
         stages = [s for s in stages if s.get("format") == fmt]
     elif t.rk3588:

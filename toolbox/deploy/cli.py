@@ -16,6 +16,8 @@ def register(sub, common) -> None:
     p.add_argument("--out", default=None, help="folder for the zips (default: workspace/sdk)")
     p.add_argument("--sample", default=None, help="picture shipped as images/sample.png")
     p.add_argument("--offline", action="store_true", help="use only runtime kits already in the cache")
+    p.add_argument("--int8", action="store_true",
+                   help="CPU targets carry model_int8.onnx (export --formats onnx-int8) instead of model.onnx")
     p.set_defaults(func=run_deploy)
 
     r = sub.add_parser("runtimes", parents=[common], help="fetch / list the ONNX Runtime kits C++ SDKs bundle",
@@ -35,7 +37,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
     check_out_arg(args.out)
     paths = deploy(args.export, target=args.target, out=args.out, workspace=args.workspace,
-                   sample=args.sample, fetch=not args.offline)
+                   sample=args.sample, fetch=not args.offline, int8=args.int8)
     for p in paths:
         print(p)
     return 0

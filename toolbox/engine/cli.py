@@ -115,7 +115,7 @@ def _predict(sub, common) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default: workspace/predictions/<time>/)")
     p.add_argument("--device", default="cpu", metavar="cpu|gpu", help="device for --run/--model (default cpu)")
     p.add_argument("--backend", default="onnxruntime",
-                   choices=("onnxruntime", "onnxruntime-fp16", "paddle", "rknn-onnx"),
+                   choices=("onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "paddle", "rknn-onnx"),
                    help="with --export: which exported format runs (default onnxruntime on model.onnx)")
     p.add_argument("--video-stride", type=int, default=1, help="predict every N-th video frame")
     p.set_defaults(func=run_predict)

@@ -9,6 +9,8 @@ when a check is beyond tolerance:
 - paddle: Paddle Inference runs the saved program; its detections match the eval-mode model's;
 - onnx: raw outputs (logits, normalised boxes) within 1e-4 of Paddle's, detections matched by IoU;
 - onnx_fp16: detections matched against fp32 ONNX (IoU >= 0.9, |dscore| <= 0.05);
+- onnx_int8: COCO AP and AP50 of model_int8.onnx vs model.onnx on the val split; fails when AP drops by
+  more than int8_max_ap_drop (onnx_int8_step.py; which stages stay FP32 is measured there);
 - rknn: the graphs hold no GridSample and no TopK; the rknn-toolkit2 simulator's detections match
   onnxruntime running the same split graphs (IoU >= 0.9, |dscore| <= 0.05 for FP16).
 
@@ -16,7 +18,7 @@ The folder is built under a temporary name and renamed when complete, so exports
 a whole export; a failed export is kept as exports/<name>.failed/ (report and logs) for diagnosis.
 
 Where things are: source.py (what is exported), job.py (the driver and what the steps share), one module
-a format (paddle_export.py, onnx_export.py, rknn_export.py), compare.py (how outputs are compared).
+a format (paddle_export.py, onnx_export.py, onnx_int8_step.py, rknn_export.py), compare.py (how outputs are compared).
 """
 from __future__ import annotations
 
@@ -31,32 +33,40 @@ from ..errors import ToolboxError, UsageError
 from ..fileio import recover_dir
 from ..workspace import Workspace, record_job_output
 from .job import VAL_LIMIT, ExportJob
-from .source import Source, resolve_source  # noqa: F401 - Source is part of this module's API
+from .source import Source, named_dataset, resolve_source  # noqa: F401 - Source is part of this module's API
 
-FORMATS = ("paddle", "onnx", "rknn")
+FORMATS = ("paddle", "onnx", "onnx-int8", "rknn")
 RKNN_QUANT = ("fp16", "int8")
 
 
 def export(run: str | None = None, weights: str = "best", model: str | None = None, num_classes: int | None = None,
            labels: str | os.PathLike | Sequence[str] | None = None, name: str | None = None,
            formats: Sequence[str] | str = ("paddle", "onnx"), input_size: int | None = None, fp16_onnx: bool = False,
-           rknn_quant: str = "fp16", calib_size: int = 32, workspace: str | os.PathLike | Workspace | None = None,
+           rknn_quant: str = "fp16", calib_size: int | None = None, workspace: str | os.PathLike | Workspace | None = None,
            samples: Sequence[str | os.PathLike] | None = None, draw_threshold: float = 0.5,
-           val_limit: int | None = VAL_LIMIT, progress: bool = True) -> Path:
+           val_limit: int | None = VAL_LIMIT, progress: bool = True, dataset: str | None = None,
+           int8_max_ap_drop: float = 0.010) -> Path:
     """Export a run's checkpoint (or weights trained elsewhere) and return exports/<name>/.
 
     run + weights ('best' | 'last' | a .pdparams path), or model (a pipelines/ name or YAML) + weights
     (path or URL) + num_classes [+ labels: a file with one name a line, or a list]. `samples`: image
-    files for the checks (default: the run's val images). Raises ToolboxError subclasses (exit codes).
+    files for the checks (default: the run's val images). `dataset`: a workspace dataset for calibration
+    and accuracy images when the weights come without a run. `calib_size`: INT8 calibration images (default
+    32 for rknn, 200 for onnx-int8). Raises ToolboxError subclasses (exit codes).
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     fmts = parse_formats(formats)
     if rknn_quant not in RKNN_QUANT:
         raise UsageError(f"--rknn-quant must be one of {', '.join(RKNN_QUANT)}, got '{rknn_quant}'")
-    if calib_size < 1:
+    if calib_size is not None and calib_size < 1:
         raise UsageError(f"--calib-size must be >= 1, got {calib_size}")
     src = resolve_source(ws, run=run, weights=weights, model=model, num_classes=num_classes, labels=labels,
                          input_size=input_size)
+    if dataset:
+        src.dataset_dir = named_dataset(ws, dataset)
+    if "onnx-int8" in fmts and src.dataset_dir is None:
+        raise UsageError("--formats onnx-int8 calibrates on a dataset's train split and checks AP on its val split: "
+                         "pass --dataset NAME (weights given with --model have no run dataset)")
     name = name or src.default_name
     if not re.fullmatch(r"[\w][\w.+-]*", name) or name.endswith((".failed", ".old", ".tmp")):
         raise UsageError(f"export name '{name}' must be letters, digits, '_', '-', '.', '+' (no path, no "
@@ -74,7 +84,8 @@ def export(run: str | None = None, weights: str = "best", model: str | None = No
     record_job_output(ws, target)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=ws.exports))
     job = ExportJob(ws, src, name, fmts, staging, fp16_onnx=fp16_onnx, rknn_quant=rknn_quant, calib_size=calib_size,
-                     samples=samples, draw_threshold=draw_threshold, val_limit=val_limit, progress=progress)
+                     samples=samples, draw_threshold=draw_threshold, val_limit=val_limit, progress=progress,
+                     int8_max_ap_drop=int8_max_ap_drop)
     try:
         job.run()
     except BaseException as e:
@@ -109,8 +120,11 @@ def _publish_modes(folder: Path) -> None:
 
 def parse_formats(formats: Sequence[str] | str) -> list[str]:
     items = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    items = [f.replace("_", "-") for f in items]
     bad = [f for f in items if f not in FORMATS]
     if bad or not items:
         raise UsageError(f"unknown export format(s) {', '.join(bad) or '(none given)'}: choose from "
                          f"{', '.join(FORMATS)}, comma separated (e.g. --formats paddle,onnx,rknn)")
+    if "onnx-int8" in items:
+        items.append("onnx")  # the FP32 model.onnx is what INT8 is quantized from and checked against
     return [f for f in FORMATS if f in items]

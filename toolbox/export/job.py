@@ -29,13 +29,14 @@ class ExportJob:
     """One export: builds every requested format into `staging` (a temporary folder), checking each."""
 
     def __init__(self, ws: Workspace, src: Source, name: str, fmts: list[str], staging: Path, *, fp16_onnx: bool,
-                 rknn_quant: str, calib_size: int, samples, draw_threshold: float, val_limit: int | None,
-                 progress: bool):
+                 rknn_quant: str, calib_size: int | None, samples, draw_threshold: float, val_limit: int | None,
+                 progress: bool, int8_max_ap_drop: float = 0.010):
         self.ws, self.src, self.name, self.fmts, self.dir = ws, src, name, fmts, staging
         self.work = staging / ".work"
         self.work.mkdir()
         self.log = staging / "export.log"
-        self.fp16_onnx, self.rknn_quant, self.calib_size = fp16_onnx, rknn_quant, calib_size
+        self.fp16_onnx, self.rknn_quant, self.calib_size = fp16_onnx, rknn_quant, calib_size or 32
+        self.int8_calib_size, self.int8_max_ap_drop = calib_size, int8_max_ap_drop   # None: onnx_int8's default
         self.sample_paths = samples
         self.draw_threshold = draw_threshold
         self.val_limit = val_limit
@@ -48,6 +49,7 @@ class ExportJob:
     def steps(self) -> list[tuple[str, object]]:
         """(name, callable) of every step this job runs, in order."""
         from .onnx_export import export_onnx, export_onnx_fp16
+        from .onnx_int8_step import Int8Export
         from .paddle_export import export_paddle
         from .rknn_export import RknnExport
 
@@ -56,6 +58,8 @@ class ExportJob:
             steps.append(("onnx", lambda: export_onnx(self)))
             if self.fp16_onnx:
                 steps.append(("onnx_fp16", lambda: export_onnx_fp16(self)))
+            if "onnx-int8" in self.fmts:
+                steps.append(("onnx_int8", lambda: Int8Export(self, self.int8_max_ap_drop).run()))
         if "rknn" in self.fmts:
             steps.append(("rknn", lambda: RknnExport(self).run()))
         steps.append(("files", self.finish))
@@ -155,6 +159,10 @@ class ExportJob:
             section = {}
         pre, resize = section.get("normalize") or {}, section.get("resize") or {}
         return {"mean": pre.get("mean"), "std": pre.get("std"), "interp": resize.get("interp")}
+
+    def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """RGB images -> (images [N,3,S,S] float32, orig_target_sizes [N,2]) as every runtime sees them."""
+        return self._preprocess(images)
 
     def _preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         from .paddle_static import preprocess_ops

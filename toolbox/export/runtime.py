@@ -5,6 +5,7 @@ ordered graphs of each format), so it runs exactly what an SDK demo runs:
 
     backend "onnxruntime"        model.onnx                                 (stages of format onnx)
     backend "onnxruntime-fp16"   model_fp16.onnx                            (format onnx_fp16)
+    backend "onnxruntime-int8"   model_int8.onnx                            (format onnx_int8)
     backend "paddle"             paddle/model.json with Paddle Inference    (format paddle)
     backend "rknn-onnx"          the RK3588 split run on the CPU: the NPU stages' ONNX graphs
                                  (rknn/*.onnx, what rknn-toolkit2 was given) in onnxruntime and the
@@ -24,7 +25,8 @@ from ..errors import InputError, RuntimeFailure
 from . import rtdetr_cpu
 from .paddle_static import read_infer_cfg
 
-BACKENDS = {"onnxruntime": "onnx", "onnxruntime-fp16": "onnx_fp16", "paddle": "paddle", "rknn-onnx": "rknn"}
+BACKENDS = {"onnxruntime": "onnx", "onnxruntime-fp16": "onnx_fp16", "onnxruntime-int8": "onnx_int8", "paddle": "paddle",
+            "rknn-onnx": "rknn"}
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

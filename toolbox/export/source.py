@@ -40,6 +40,14 @@ class Source:
                 "dataset": str(self.dataset_dir) if self.dataset_dir else None}
 
 
+def named_dataset(ws: Workspace, name: str) -> Path:
+    """`--dataset NAME`: a workspace dataset (or folder) with COCO annotations, for weights without a run."""
+    d = ws.dataset_dir(name)
+    if not (d / "annotations").is_dir():
+        raise UsageError(f"--dataset {name}: {d} has no annotations/ folder (import it with `python -m toolbox check`)")
+    return d
+
+
 def resolve_source(ws: Workspace, *, run: str | None, weights: str, model: str | None, num_classes: int | None,
                    labels: Any, input_size: int | None) -> Source:
     """The Source named by --run or by --model/--weights/--num-classes (UsageError when neither or both)."""

@@ -1,4 +1,4 @@
-"""Export & deploy page: export a run to Paddle / ONNX / RKNN (a job: `python -m toolbox export`), read
+"""Export & deploy page: export a run to Paddle / ONNX (FP32, INT8 for CPUs) / RKNN (a job: `python -m toolbox export`), read
 its export report (each format's check and parity figures), then build SDK zips for the chosen targets
 (a job: `python -m toolbox deploy`) and download them, one button per zip."""
 from __future__ import annotations
@@ -16,7 +16,8 @@ from .follow import Follower
 from .safety import PathGuard
 from .widgets import AppContext, api_errors, badge, error_md, intro, list_exports, list_runs, read_json
 
-FORMATS = [("Paddle inference model", "paddle"), ("ONNX", "onnx"), ("RKNN (RK3588 NPU)", "rknn")]
+FORMATS = [("Paddle inference model", "paddle"), ("ONNX", "onnx"), ("ONNX INT8 (CPUs)", "onnx-int8"),
+           ("RKNN (RK3588 NPU)", "rknn")]
 TARGET_HELP = {
     "linux-cpu-python": "Linux · CPU · Python", "linux-gpu-python": "Linux · NVIDIA GPU · Python",
     "windows-cpu-python": "Windows · CPU · Python", "windows-gpu-python": "Windows · NVIDIA GPU · Python",
@@ -148,7 +149,9 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         name = gr.Textbox(label="Export name", placeholder="default: the run's name", elem_id="export-name")
     with gr.Row():
         formats = gr.CheckboxGroup(FORMATS, value=["paddle", "onnx"], label="Formats", elem_id="export-formats",
-                                   info="RKNN needs rknn-toolkit2 (x86_64 Linux)")
+                                   info="ONNX INT8: for CPUs, calibrated on 200 training images and checked "
+                                        "by val AP (fails when it drops by more than 1 point); RKNN needs "
+                                        "rknn-toolkit2 (x86_64 Linux)")
         input_size = gr.Number(value=None, precision=0, label="Input size", elem_id="export-input-size",
                                info="0: the run's training size")
         fp16_onnx = gr.Checkbox(value=False, label="Also an FP16 ONNX (GPUs)", elem_id="export-fp16-onnx")
@@ -156,7 +159,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         with gr.Row():
             rknn_quant = gr.Radio(["fp16", "int8"], value="fp16", label="RKNN precision", elem_id="export-rknn-quant",
                                   info="int8: faster, calibrated on training images (decoder kept in fp16)")
-            calib_size = gr.Slider(1, 256, value=32, step=1, label="INT8 calibration images",
+            calib_size = gr.Slider(1, 256, value=32, step=1, label="RKNN INT8 calibration images",
                                    elem_id="export-calib-size")
     with gr.Row():
         start = gr.Button("Export", variant="primary", elem_id="export-start")
