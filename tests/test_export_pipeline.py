@@ -48,6 +48,9 @@ def test_report_records_each_check(tiny_export_onnx):
     assert raw["pred_logits"] <= 1e-4 and raw["pred_boxes"] <= 1e-4
     pairing = rep["formats"]["onnx"]["check"]["raw_pairing"]
     assert pairing["ok"] and pairing["unpaired_inside"] == 0
+    # the well-conditioned tiny model's own rounding floor (~1e-6) is far below 1e-4: the base tolerance holds
+    check = rep["formats"]["onnx"]["check"]
+    assert 0 < check["raw_noise_floor"] < 1e-5 and check["raw_atol"] == 1e-4
     det = rep["formats"]["onnx"]["check"]["detections"]
     assert det["compared"] > 0 and det["matched"] == det["compared"]
     assert "orig_target_sizes" in rep["io_convention"]["inputs"]
@@ -113,6 +116,7 @@ def test_failed_parity_leaves_the_previous_export_and_a_failed_folder(tiny_run, 
     from toolbox.export import api, onnx_export
 
     monkeypatch.setattr(onnx_export, "RAW_ATOL", -1.0)  # no real graph can pass: the check itself is what is tested
+    monkeypatch.setattr(onnx_export, "RAW_FLOOR_FACTOR", -1.0)
     before = sorted(p.name for p in session_workspace.exports.iterdir())
     with pytest.raises(RuntimeFailure, match="ONNX parity failed") as err:
         api.export(run=tiny_run.name, formats="onnx", name="tiny-parity", workspace=session_workspace, progress=False)
