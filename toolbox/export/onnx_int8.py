@@ -274,6 +274,19 @@ class Int8Plan:
         return {"quantized": self.quantized, "kept_fp32": self.kept, "agreement": self.agreement, "int8_ap": self.ap}
 
 
+def plan_passes(plan: Int8Plan, max_ap_drop: float, judgeable: bool) -> bool:
+    """The AP drop holds the limit and, when AP cannot judge the model, the detections agree with FP32's."""
+    agrees = plan.agreement["matched_fraction"] >= MIN_MATCHED
+    return bool(plan.ap["ap_drop"] <= max_ap_drop and (judgeable or agrees))
+
+
+def most_faithful(plans: Sequence[Int8Plan], max_ap_drop: float) -> Int8Plan | None:
+    """For a model AP cannot judge, when no plan reached MIN_MATCHED: the tried plan (within the AP limit)
+    whose detections agree best with FP32's; None when none holds the AP limit (the check fails)."""
+    ok = [p for p in plans if p.ap is not None and p.ap["ap_drop"] <= max_ap_drop]
+    return max(ok, key=lambda p: (p.agreement["matched_fraction"], p.agreement["mean_iou"]), default=None)
+
+
 def sensitivity(fp32_path: Path, work: Path, ranges, stages_of: dict[str, str], X: np.ndarray, sizes: np.ndarray,
                 ref: Sequence[np.ndarray]) -> dict[str, dict]:
     """{stage: agreement with FP32 when that stage alone is INT8} (+ its node count)."""
