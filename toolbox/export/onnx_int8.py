@@ -38,8 +38,8 @@ import numpy as np
 
 # What is quantized: Conv and MatMul only, uint8 activations with int8 weights (u8s8, onnxruntime's fast x86
 # path). Measured on RT-DETR-R18 at 640 on this AMD EPYC (AVX2, no VNNI), FP32 and INT8 alternating, 30 runs:
-# every QDQ-capable op with int8 activations (s8s8) ran at 1.21x FP32 (slower: Q/DQ around every Add, Mul,
-# Softmax...), u8s8 on Conv+MatMul at 0.75x.
+# int8 activations (s8s8) ran at 1.21x FP32, slower, both with every QDQ-capable op and with Conv+MatMul
+# only (onnxruntime has no fast s8s8 kernel without VNNI); u8s8 on Conv+MatMul ran at 0.75x.
 OP_TYPES = ("Conv", "MatMul")
 DEFAULT_CALIB_SIZE = 200   # images of the train split used for calibration (all if fewer)
 STAGES = ("backbone", "encoder", "query_selection", "decoder", "heads")
