@@ -1,7 +1,7 @@
 """One export job: the driver that runs each requested format's step in order, with progress and events.
 
 Each format lives in its own module and is a function of the job (paddle_export, onnx_export,
-rknn_export); the job holds what they share: the eval-mode model and its deploy wrapper, the sample
+rknn_export); the job holds what they share: the eval-mode model, its export form (fuse.py) wrapped for deploy, the sample
 images preprocessed as every runtime sees them, and the model's reference outputs on them (raw
 logits/boxes and final detections), which every format's check compares against.
 """
@@ -102,10 +102,12 @@ class ExportJob:
             self.bar.write(msg)
 
     def load_model(self) -> None:
-        """Build the eval-mode model and its deploy wrapper, and the reference outputs every check compares to."""
+        """Build the eval-mode model (`model`, wrapped as `reference`), its export form (`export_model`, wrapped
+        as `deploy`: what the graphs are traced from) and the reference outputs every check compares to."""
         import paddle
 
         from ..models import DeployModel, build_model, load_weights
+        from .fuse import fuse_for_export
 
         kwargs = dict(self.src.overrides)
         kwargs["input_size"] = self.src.input_size
@@ -117,8 +119,13 @@ class ExportJob:
         self.report.data["source"]["weights_report"] = {k: v for k, v in wrep.items()
                                                         if isinstance(v, (str, int, float, bool, type(None)))}
         self.model.eval()
-        self.deploy = DeployModel(self.model)
+        # every check compares against the model as trained (`reference`); the graphs written are traced
+        # from its export form (`export_model`: RepVGG re-parameterised, batch norms folded, fuse.py)
+        self.reference = DeployModel(self.model)
+        self.export_model, fused = fuse_for_export(self.model)
+        self.deploy = DeployModel(self.export_model)
         self.deploy.eval()
+        self.report.data["graph_fusion"] = fused.to_dict()
         tr = self.model.transformer
         self.trained_sampling = getattr(tr, "sampling", "grid")
         self.num_queries = int(tr.num_queries)
@@ -131,7 +138,7 @@ class ExportJob:
         self.X, self.sizes = self._preprocess([im for _, im in self.samples])
         with paddle.no_grad():
             logits, boxes = (t.numpy() for t in _raw(self.model, self.X))
-            dets = self.deploy(paddle.to_tensor(self.X), paddle.to_tensor(self.sizes))
+            dets = self.reference(paddle.to_tensor(self.X), paddle.to_tensor(self.sizes))
         self.ref_raw = (logits, boxes)
         self.ref_dets = tuple(t.numpy() for t in dets)
         self.report.data["samples"] = [str(p) for p, _ in self.samples]

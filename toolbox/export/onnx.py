@@ -2,7 +2,8 @@
 
 opset 16 because GridSample entered ONNX there. paddle2onnx names the graph's outputs fetch_name_*;
 they are renamed to the contract's names (labels, boxes, scores, or a stage's own names) and the
-dynamic batch dimension is named `N`, so every consumer reads one signature.
+dynamic batch dimension is named `N`, so every consumer reads one signature. The graph is then cleaned
+of what paddle2onnx leaves behind (onnx_lean.py).
 """
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import RuntimeFailure
+from .onnx_lean import lean
 from .tools import output_to
 
 OPSET = 16
 
 
 def convert(paddle_dir: str | os.PathLike, save_file: str | os.PathLike, output_names: Sequence[str],
-            *, fp16: bool = False, log_path: str | os.PathLike | None = None) -> Path:
-    """paddle_dir/model.json + model.pdiparams -> save_file, outputs renamed to `output_names`."""
+            *, fp16: bool = False, log_path: str | os.PathLike | None = None, lean_graph: bool = True) -> Path:
+    """paddle_dir/model.json + model.pdiparams -> save_file, outputs renamed to `output_names`; with
+    `lean_graph`, paddle2onnx's Identity chains, Conv + bias Add pairs and back-to-back Transposes are
+    cleaned up (onnx_lean.py; exact, outputs unchanged)."""
     import onnx
     import paddle2onnx
 
@@ -40,6 +44,8 @@ def convert(paddle_dir: str | os.PathLike, save_file: str | os.PathLike, output_
     model = onnx.load(str(tmp))
     rename_outputs(model, output_names)
     name_batch_dim(model)
+    if lean_graph:
+        lean(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(tmp))
     os.replace(tmp, save_file)

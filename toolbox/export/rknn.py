@@ -11,6 +11,12 @@ Facts this module relies on (rknn-toolkit2 2.5.0, ../shared/ENVIRONMENT.md):
 - `build` needs disable_rules=['squeeze_nd_add', 'squeeze_nd_mul'] on RT-DETR graphs;
 - the simulator (`init_runtime()` with no target) only runs a model built in the same process, so
   every stage is verified right after its build, before `export_rknn`;
+- FP16 builds compute float ops in FP16 but int64 Add/Mul exactly: the discrete sampling's pixel index
+  (y * W + x) is therefore built from int64 x int64 products (models/deformable_attention.py), and only
+  the location itself (loc * W + 0.5, before truncation) carries FP16's error: up to 0.07 px at 640,
+  which reads a neighbouring pixel for ~3 % of the finest level's samples of a model whose points lie
+  anywhere (27 % when every point sits on a rounding boundary, as in freshly initialised weights; see
+  models/seeding.spread_sampling_points);
 - INT8 of the whole DETR collapses every score to 0: only the encoder is quantized (calibrated on
   training images listed in dataset.txt), the decoder stays FP16 (hybrid quantization by stage).
 """

@@ -15,9 +15,10 @@ The encoder's input is the uint8 RGB image [1,S,S,3] (NHWC): the Normalize of in
 the graph as rknn-toolkit2 mean/std. INT8 quantizes the encoder only (calibrated on training images,
 rknn/dataset.txt); the decoder stays FP16, because DETR decoders lose almost all accuracy in INT8.
 
-Verification, on the sample images: (1) onnxruntime running the split graphs + the numpy CPU stages
-matches the eval-mode model with discrete sampling (the split is right); (2) the rknn-toolkit2
-simulator, chained stage by stage exactly like a board, matches (1): matched IoU >= 0.9 and
+Verification, on the sample images: (1) onnxruntime running the split graphs (traced from the export
+form of the model, fuse.py) + the numpy CPU stages matches the eval-mode model as trained, with discrete
+sampling (the split is right); (2) the rknn-toolkit2 simulator, chained stage by stage exactly like a
+board, matches (1): matched IoU >= 0.9 and
 |dscore| <= 0.05 (FP16); INT8-hybrid: at least 90 % matched at IoU >= 0.8 and |dscore| <= 0.1. A miss
 fails the export (exit 3).
 The cost of discrete sampling for a model trained with grid sampling is measured on the val split.
@@ -46,23 +47,26 @@ INT8_MIN_MATCHED = 0.9
 class RknnExport:
     def __init__(self, job):
         self.job = job
-        self.model = job.model
+        self.model = job.model                # the model as trained: the reference and the sampling cost
+        self.export_model = job.export_model  # its export form (fuse.py): what the split graphs are traced from
         self.S = job.src.input_size
         self.dir = job.dir / "rknn"
         self.quant = job.rknn_quant
 
     def run(self) -> None:
         job = self.job
-        tr = self.model.transformer
+        trs = (self.model.transformer, self.export_model.transformer)
         trained = job.trained_sampling
-        tr.set_sampling("discrete")
+        for tr in trs:
+            tr.set_sampling("discrete")
         try:
             self._graphs()
             self._reference()
             self._simulate()
             cost = self._sampling_cost(trained)
         finally:
-            tr.set_sampling(trained)
+            for tr in trs:
+                tr.set_sampling(trained)
         passed = self.sim_stats["ok"]
         files = sorted(str(p.relative_to(job.dir)) for p in self.dir.rglob("*") if p.is_file()
                        and "calib" not in p.parts)
@@ -106,12 +110,12 @@ class RknnExport:
 
         job, S = self.job, self.S
         self.dir.mkdir(parents=True, exist_ok=True)
-        enc = EncoderStage(self.model)
+        enc = EncoderStage(self.export_model)
         save_static(enc, str(job.work / "encoder" / "model"),
                     [paddle.static.InputSpec([1, 3, S, S], "float32", "images")])
         convert(job.work / "encoder", self.dir / "encoder.onnx", ENCODER_OUTPUTS, log_path=job.log)
-        dec = decoder_stage(self.model, S)
-        tr = self.model.transformer
+        dec = decoder_stage(self.export_model, S)
+        tr = self.export_model.transformer
         L = sum(h * w for h, w in dec.spatial_shapes)
         D, Q = int(tr.hidden_dim), int(tr.num_queries)
         shapes = {"target": [1, Q, D], "ref_unact": [1, Q, 4], "memory": [1, L, D]}
@@ -156,7 +160,7 @@ class RknnExport:
 
         job = self.job
         with paddle.no_grad():
-            disc = [t.numpy() for t in job.deploy(paddle.to_tensor(job.X), paddle.to_tensor(job.sizes))]
+            disc = [t.numpy() for t in job.reference(paddle.to_tensor(job.X), paddle.to_tensor(job.sizes))]
         runner = StageRunner(job.dir, self.stages)
         self.ort_envs = [runner.run({"images": job.X[i:i + 1], "orig_target_sizes": job.sizes[i:i + 1]})
                          for i in range(len(job.X))]

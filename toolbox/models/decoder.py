@@ -91,6 +91,12 @@ class TransformerDecoder(nn.Layer):
         self._eval_idx = idx
 
 
+def _gather_rows(x: paddle.Tensor, index: paddle.Tensor) -> paddle.Tensor:
+    """x [B,L,D], index [B,Q,1] → x[b, index[b,q], :] [B,Q,D]. The index is expanded to [B,Q,D] itself:
+    take_along_axis(broadcast=True) would also expand x to its own shape, a copy of x in every exported graph."""
+    return paddle.take_along_axis(x, index.expand([-1, -1, x.shape[-1]]), axis=1, broadcast=False)
+
+
 class RTDETRTransformer(nn.Layer):
     """See the module docstring for the stages and tensor shapes.
 
@@ -220,7 +226,10 @@ class RTDETRTransformer(nn.Layer):
         spatial_shapes = [(int(p.shape[2]), int(p.shape[3])) for p in proj]
         memory = paddle.concat([p.flatten(2).transpose([0, 2, 1]) for p in proj], axis=1)
         anchors, valid = self.generate_anchors(spatial_shapes)
-        output_memory = self.enc_output(paddle.where(valid, memory, paddle.zeros_like(memory)))
+        # invalid anchors' memory zeroed by a product with the constant mask: the same values as
+        # where(valid, memory, 0) for finite memory, without building a zero tensor of memory's size
+        # and a select over it in every exported graph
+        output_memory = self.enc_output(memory * valid.astype(memory.dtype))
         enc_logits = self.enc_score_head(output_memory)
         enc_coords_unact = self.enc_bbox_head(output_memory) + anchors
         return memory, output_memory, enc_logits, enc_coords_unact, spatial_shapes
@@ -230,12 +239,12 @@ class RTDETRTransformer(nn.Layer):
         """Stage 2 → (target [B,Q,D], ref_unact [B,Q,4], topk_logits [B,Q,C], topk_index [B,Q])."""
         _, topk_index = paddle.topk(enc_logits.max(-1), self.num_queries, axis=1)
         index = topk_index.unsqueeze(-1)
-        ref_unact = paddle.take_along_axis(enc_coords_unact, index, axis=1, broadcast=True)
-        topk_logits = paddle.take_along_axis(enc_logits, index, axis=1, broadcast=True)
+        ref_unact = _gather_rows(enc_coords_unact, index)
+        topk_logits = _gather_rows(enc_logits, index)
         if self.learnt_init_query:
             target = self.tgt_embed.weight.unsqueeze(0).tile([paddle.shape(output_memory)[0], 1, 1])
         else:
-            target = paddle.take_along_axis(output_memory, index, axis=1, broadcast=True)
+            target = _gather_rows(output_memory, index)
         return target, ref_unact, topk_logits, topk_index
 
     # ------------------------------------------------------------------ stage 3

@@ -49,10 +49,16 @@ def sample_values(value_l: paddle.Tensor, loc_l: paddle.Tensor, method: str) -> 
     # int() truncation toward zero, then clamp (RT-DETRv2's discrete operator).
     x = paddle.cast(loc_l[..., 0] * float(w) + 0.5, "int64").clip(0, w - 1)
     y = paddle.cast(loc_l[..., 1] * float(h) + 0.5, "int64").clip(0, h - 1)
-    index = (y * w + x).reshape([-1, lq * p])  # [N, Lq*P]
+    # Index products are int64 x int64 tensors, not int64 x Python int: paddle2onnx exports the latter
+    # (a `scale` op) as Cast->float Mul->Cast, which an FP16 NPU computes in FP16, exact only up to 2048
+    # (multiples of 8 up to 16384): in rknn-toolkit2's RK3588 FP16 build, y*100 (a 100-wide level, input
+    # 800) came out up to 4 off and the gather read out of bounds, while an int64 Mul stays exact. The
+    # values are the same in Paddle either way.
+    width = paddle.full([1], w, dtype="int64")
+    index = (y * width + x).reshape([-1, lq * p])  # [N, Lq*P]
     # One flat gather over N*H*W rows: an ONNX Gather, which every runtime (and NPU) supports.
     # paddle.shape keeps the batch dynamic in an exported graph.
-    base = (paddle.arange(paddle.shape(index)[0], dtype="int64") * (h * w)).unsqueeze(-1)
+    base = (paddle.arange(paddle.shape(index)[0], dtype="int64") * paddle.full([1], h * w, dtype="int64")).unsqueeze(-1)
     flat = value_l.reshape([-1, c, h * w]).transpose([0, 2, 1]).reshape([-1, c])
     picked = paddle.gather(flat, (index + base).flatten(), axis=0)  # [N*Lq*P, C]
     return picked.reshape([-1, lq, p, c]).transpose([0, 3, 1, 2])

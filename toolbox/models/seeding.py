@@ -13,6 +13,15 @@ a seeded generator, s chosen so the 1st and 20th best score of each image are ``
 ``twentieth_score`` on average, offset so the best logit is logit(top_score). Of ``tries`` draws the one
 with the widest minimum gap between neighbouring top-20 scores is kept. Everything before the head is left
 as initialised (paddle.seed makes it reproducible), so every operator of the graph carries real signal.
+
+One exception needs its own step, ``spread_sampling_points``: as initialised, the layers that move the
+deformable attention's sampling points are zero (the sampling offsets' weights, the last layer of every
+box head), so every point sits on a lattice: reference boxes on the anchors' pixel centres, offsets in
+multiples of half a pixel. Discrete sampling (``int(loc * W + 0.5)``) then reads every value exactly at a
+rounding boundary, where any runtime's last-bit error picks the neighbouring pixel: measured on R18 at 640,
+the rknn-toolkit2 FP16 simulator read another pixel than onnxruntime for 27 % of the finest level's
+samples (3 % once the points are spread), which no trained model, whose points lie anywhere, does.
+Call it before ``seed_informative_weights`` (the score head is fitted to the features it then gives).
 """
 from __future__ import annotations
 
@@ -55,12 +64,46 @@ def _top_sorted(z: np.ndarray) -> np.ndarray:
     return -np.sort(-part, axis=1)
 
 
+def spread_sampling_points(model: RTDETR, seed: int = 0, offset_std: float = 1.0,
+                           box_std: float = 0.2) -> dict:
+    """Draw the zero-initialised weights that place the deformable attention's sampling points (see the
+    module docstring), in place, from a seeded generator; biases stay as initialised.
+
+    offset_std: spread of the sampling offsets, in the layer's units (1/points of the reference box size
+    x offset_scale 0.5): 1.0 moves a point by an eighth of its box at 4 points a level, about 4 px for a
+    finest-level anchor at 640, so points land anywhere between pixel centres. box_std: spread of the box
+    heads' deltas in logit space: 0.2 moves reference boxes by a few % of their size, off the anchor grid,
+    while boxes stay near their anchors. Each weight is N(0, (std)^2 / fan_in), so a unit-variance input
+    gives outputs of about that std. Returns how many tensors of each kind were drawn."""
+    from .deformable_attention import MSDeformableAttention
+
+    rng = np.random.default_rng([seed, 8191])
+    tr = model.transformer
+    weights = [m.sampling_offsets.weight for m in model.sublayers() if isinstance(m, MSDeformableAttention)]
+    drawn = {"sampling_offsets": 0, "box_heads": 0}
+    for w in weights:
+        w.set_value(paddle.to_tensor((offset_std * rng.standard_normal(w.shape) / math.sqrt(w.shape[0])).astype(np.float32)))
+        drawn["sampling_offsets"] += 1
+    for head in [tr.enc_bbox_head, *tr.dec_bbox_head]:
+        w = head.layers[-1].weight
+        w.set_value(paddle.to_tensor((box_std * rng.standard_normal(w.shape) / math.sqrt(w.shape[0])).astype(np.float32)))
+        drawn["box_heads"] += 1
+    return drawn
+
+
 def seed_informative_weights(model: RTDETR, images: np.ndarray, seed: int = 0, top_score: float = 0.9,
-                             twentieth_score: float = 0.1, tries: int = 16) -> dict:
+                             twentieth_score: float = 0.1, tries: int = 16, directions: int | None = 8) -> dict:
     """Re-draw the evaluated score head of ``model`` in place so that, on ``images`` (float32 [B,3,S,S]
     RGB in [0,1], the size the model will be checked at), each image's top-20 detections score from about
     ``top_score`` down to about ``twentieth_score`` and are well separated. Returns a summary (chosen
-    draw, scale, per-image top-20 score range and minimum gap) for the caller's log."""
+    draw, scale, per-image top-20 score range and minimum gap) for the caller's log.
+
+    ``directions``: each class's weight vector is drawn in the span of the query features' ``directions``
+    leading principal components (None: in the whole feature space). Why: a head drawn in all D
+    dimensions reads mostly low-variance directions and needs a large scale to spread the scores, which
+    multiplies rounding noise of the features (FP16: ~1e-3 relative) into score errors past the FP16
+    tolerance; along the leading components the same spread needs the smallest weights, as a trained
+    head, which reads the features that vary, has."""
     h = _readout_inputs(model, images)                              # [B,Q,D]
     head = model.transformer.dec_score_head[model.transformer.decoder.eval_idx]
     w_shape = tuple(head.weight.shape)                              # [D,C] (paddle Linear: in x out)
@@ -69,11 +112,17 @@ def seed_informative_weights(model: RTDETR, images: np.ndarray, seed: int = 0, t
     # of logits is centred on every image alone and each image's best scores land near top_score
     img_dirs = h.mean(1) - h_mean                                   # [B,D]
     basis = np.linalg.svd(img_dirs, full_matrices=False)[2] if len(images) > 1 else np.zeros((0, h.shape[-1]))
+    flat = (h - h_mean).reshape(-1, h.shape[-1])
+    flat = flat - (flat @ basis.T) @ basis                           # what is left after removing img_dirs
+    pcs = np.linalg.svd(flat, full_matrices=False)[2][:directions] if directions else None   # [k,D]
     want_span = _logit(top_score) - _logit(twentieth_score)
     best = None
     for attempt in range(tries):
         rng = np.random.default_rng([seed, attempt])
-        dw = rng.standard_normal(w_shape)
+        if pcs is not None:
+            dw = pcs.T @ rng.standard_normal((len(pcs), w_shape[1]))  # [D,C] in the leading components
+        else:
+            dw = rng.standard_normal(w_shape)
         dw -= basis.T @ (basis @ dw)
         z = (h - h_mean) @ dw                                       # [B,Q,C] centred change of logits
         top = _top_sorted(z)

@@ -55,7 +55,7 @@ class ConvBNAct(nn.Layer):
     RT-DETR-L/X freeze anyway); the convolutions learn at the base rate."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, use_act: bool = True, lr_mult: float = 1.0, padding: int | None = None,
+                 groups: int = 1, use_act: bool = True, lr_mult: float = 1.0, padding: int | list[int] | None = None,
                  freeze_norm: bool = False):
         super().__init__()
         self.use_act = use_act
@@ -89,25 +89,31 @@ class LightConvBNAct(nn.Layer):
 class StemBlock(nn.Layer):
     """x [B, 3, H, W] → [B, out, H/4, W/4]: stem1 (3x3 s2), then two paths concatenated — a 2x2 max
     pool (stride 1) and stem2a → stem2b (2x2 convs) — each padded by one pixel right/bottom ("SAME"
-    for an even kernel), then stem3 (3x3 s2) and stem4 (1x1)."""
+    for an even kernel), then stem3 (3x3 s2) and stem4 (1x1).
+
+    PaddleDetection writes the padding as F.pad(x, [0, 1, 0, 1]) before a pool and convs without
+    padding. Here the convs and the pool pad asymmetrically themselves ([top, bottom, left, right] =
+    [0, 1, 0, 1]): the same numbers, and no pad3d op in the program, because paddle2onnx 2.1.0 converts
+    a PIR pad3d to an ONNX Pad whose fill value is uninitialised memory (seen: 3.0e32), which made
+    every RT-DETR-L/X ONNX export wrong. The pool's padding is ignored by the max (Paddle and ONNX both
+    pad a max pool with -inf), which equals F.pad's zeros because the pool's input is a ReLU output
+    (>= 0) and every window holds at least one real pixel."""
+
+    PAD_RIGHT_BOTTOM = [0, 1, 0, 1]  # [top, bottom, left, right], Paddle's 4-value conv/pool padding
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, **kw):
         super().__init__()
+        same = self.PAD_RIGHT_BOTTOM
         self.stem1 = ConvBNAct(in_channels, mid_channels, 3, stride=2, **kw)
-        self.stem2a = ConvBNAct(mid_channels, mid_channels // 2, 2, padding=0, **kw)
-        self.stem2b = ConvBNAct(mid_channels // 2, mid_channels, 2, padding=0, **kw)
+        self.stem2a = ConvBNAct(mid_channels, mid_channels // 2, 2, padding=same, **kw)
+        self.stem2b = ConvBNAct(mid_channels // 2, mid_channels, 2, padding=same, **kw)
         self.stem3 = ConvBNAct(mid_channels * 2, mid_channels, 3, stride=2, **kw)
         self.stem4 = ConvBNAct(mid_channels, out_channels, 1, **kw)
-        self.pool = nn.MaxPool2D(kernel_size=2, stride=1, ceil_mode=True)
+        self.pool = nn.MaxPool2D(kernel_size=2, stride=1, padding=same, ceil_mode=True)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.stem1(x)
-        # Padding one pixel right/bottom = "SAME" for a 2x2 window at stride 1. The inputs are ReLU
-        # outputs (>= 0), so zero padding gives the max pool the same result as -inf padding.
-        x = F.pad(x, [0, 1, 0, 1])
-        x2 = self.stem2b(F.pad(self.stem2a(x), [0, 1, 0, 1]))
-        x1 = self.pool(x)
-        x = paddle.concat([x1, x2], axis=1)
+        x = paddle.concat([self.pool(x), self.stem2b(self.stem2a(x))], axis=1)
         return self.stem4(self.stem3(x))
 
 
