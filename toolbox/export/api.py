@@ -7,7 +7,8 @@ and .json, labels.txt, export_report.json, events.jsonl, export.log (converter o
 Every format is checked right after it is made, on a few real images, and the export fails (exit 3)
 when a check is beyond tolerance:
 - paddle: Paddle Inference runs the saved program; its detections match the eval-mode model's;
-- onnx: raw outputs (logits, normalised boxes) within 1e-4 of Paddle's, detections matched by IoU;
+- onnx: raw outputs (logits, normalised boxes), queries paired, within max(1e-4, 3x the model's own
+  rounding floor) of Paddle's (onnx_export.py says why), detections matched by IoU;
 - onnx_fp16: detections matched against fp32 ONNX (IoU >= 0.9, |dscore| <= 0.05);
 - onnx_int8: COCO AP and AP50 of model_int8.onnx vs model.onnx on the val split; fails when AP drops by
   more than int8_max_ap_drop (onnx_int8_step.py; which stages stay FP32 is measured there);
