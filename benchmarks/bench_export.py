@@ -143,10 +143,16 @@ def main(argv: list[str] | None = None) -> int:
                 work = root / f"{Path(model).stem}_{size or 'default'}"
                 work.mkdir(parents=True, exist_ok=True)
                 t0 = time.time()
-                report, s, wall = run_one(model, size, formats, args.num_classes, args.images, work)
+                try:
+                    report, s, wall = run_one(model, size, formats, args.num_classes, args.images, work)
+                except Exception as e:  # noqa: BLE001 - one config's crash must not hide the others' figures
+                    print(f"  {model} @ {size or 'default'}: ERROR {type(e).__name__}: {e}", flush=True)
+                    report, s, wall = {"formats": {}, "timings_s": {}, "ok": False}, size or 0, 0.0
                 failed += int(not report.get("ok", False))
-                for fmt in show:
-                    rows.append(row(Path(model).stem, s, fmt, figures(report, fmt)))
+                mine = [row(Path(model).stem, s, fmt, figures(report, fmt)) for fmt in show]
+                rows.extend(mine)
+                for r in mine:  # as it goes, so a long run that is stopped still shows what it measured
+                    print("  | " + "  ".join(r), flush=True)
                 print(f"  {model} @ {s}: {'passed' if report.get('ok') else 'FAILED'}, export {wall:.0f} s "
                       f"(with seeding {time.time() - t0:.0f} s), load average {load_average()}", flush=True)
     finally:

@@ -37,7 +37,9 @@ def _export(model: str, tmp_path_factory) -> dict:
                      samples=[str(p) for p in seeded.samples], workspace=ws, progress=False)
     except ToolboxError as e:
         error = str(e)
-        out = next((ws / "exports").glob("*.failed"))
+        out = next((ws / "exports").glob("*.failed"), None)
+        if out is None:  # refused before any format was made: nothing to read
+            raise AssertionError(f"export of {model} was refused: {e}") from e
     report = json.loads((out / "export_report.json").read_text(encoding="utf-8"))
     return {"report": report, "dir": out, "samples": seeded.samples, "size": seeded.input_size, "error": error}
 

@@ -127,6 +127,12 @@ def seed_informative_weights(model: RTDETR, images: np.ndarray, seed: int = 0, t
         z = (h - h_mean) @ dw                                       # [B,Q,C] centred change of logits
         top = _top_sorted(z)
         span = float(np.mean(top[:, 0] - top[:, TOP - 1]))
+        if not np.isfinite(span) or span <= 0:
+            # every query's readout input is the same (seen: RT-DETR-X at 640, whose randomly initialised
+            # frozen-norm backbone reaches ~1e5 and saturates the encoder): no head can spread its scores
+            raise ValueError(f"cannot seed informative weights: the decoder's output does not vary over the "
+                             f"queries on these images (top-{TOP} logit span {span}); the model's initial "
+                             f"activations are degenerate at this input size")
         scale = want_span / span
         logits = scale * z                                          # the new draw replaces the readout
         top = _top_sorted(logits)
