@@ -226,7 +226,7 @@ def test_many_errors_are_capped_but_counted(tmp_path, workspace, monkeypatch):
 def test_same_image_in_two_splits_is_a_warning(tmp_path, workspace):
     val = coco_dict([(1, "a.jpg", 64, 48)], [(1, 1, 1, [1, 1, 5, 5])])
     r = check(make_coco_dataset(tmp_path / "d", val=val), workspace=workspace)
-    assert r["check_pass"]
+    assert r["check_pass"], r.get("errors")  # failed once in a full CI run only: say why next time
     [w] = issues(r, "image_in_two_splits", "warnings")
     assert w["problem"].startswith("image a.jpg is in both train and val")
 

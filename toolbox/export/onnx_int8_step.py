@@ -46,7 +46,7 @@ class Int8Export:
         job.info(f"onnx_int8: calibrating on {len(feeds)} train images")
         ranges = Q.calibrate(prepared, feeds)
         del feeds, X
-        stages_of = Q.carry_stages(Q.node_stages(fp32, Q.param_stages(job.model.named_parameters())), prepared)
+        stages_of = Q.carry_stages(Q.node_stages(fp32, Q.param_stages(job.export_model.named_parameters())), prepared)
         counts = {s: sum(1 for v in stages_of.values() if v == s) for s in Q.STAGES}
 
         sens_paths = job.dataset_images("val", Q.SENSITIVITY_IMAGES) or job.dataset_images("train", Q.SENSITIVITY_IMAGES)
