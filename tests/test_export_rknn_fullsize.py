@@ -68,10 +68,8 @@ def test_spread_sampling_points_take_reads_off_rounding_boundaries():
 def test_rknn_fp16_full_r18_640_matches_onnxruntime(tmp_path):
     """Was 7 min on the 2 shared cores with 4 check images (load ~6): seeding ~1 min, the export ~5 (its
     reference run of the Paddle model ~2, two RKNN builds ~1.5, the simulator); now 2 check images."""
-    from toolbox.data.demo import generate
-    from toolbox.export.runtime import Predictor, load_image, resize
-    from toolbox.models import build_model
-    from toolbox.models.seeding import seed_informative_weights, spread_sampling_points
+    from toolbox.export.runtime import Predictor, load_image
+    from toolbox.export.seeded import write_seeded_weights
 
     from tests.conftest import require
 
@@ -79,18 +77,13 @@ def test_rknn_fp16_full_r18_640_matches_onnxruntime(tmp_path):
         import rknn.api  # noqa: F401
     except ImportError as e:  # under CI=true a missing rknn-toolkit2 fails the run, never skips
         require(False, f"rknn-toolkit2 is not importable ({e}); install with bash scripts/setup.sh")
-    # the check images, passed to the export: two of the demo generator's val images (two, not the export's
-    # default four, halve the Paddle reference run and the simulator's share of this slow test)
-    demo = generate(tmp_path / "demo", num_train=0, num_val=4, image_size=S)
-    paths = sorted((demo / "images").glob("*.jpg"))[:2]
-    images = np.stack([resize(load_image(p), S, "cubic").transpose(2, 0, 1) / 255.0 for p in paths]).astype(np.float32)
-    paddle.seed(0)
-    model = build_model("RT-DETR-R18", 80, input_size=S)
-    spread_sampling_points(model, seed=0)
-    seed_informative_weights(model, images, seed=0)
-    weights = tmp_path / "r18_seeded.pdparams"
-    paddle.save(model.state_dict(), str(weights))
-    del model
+    # seeded on four demo images (toolbox.export.seeded, sampling points spread first); the export is checked
+    # on two of them (two, not the export's default four, halve the Paddle reference run and the simulator's
+    # share of this slow test)
+    seeded = write_seeded_weights("RT-DETR-R18", tmp_path / "weights", num_classes=80, input_size=S, num_images=4,
+                                  spread_points=True)
+    paths = seeded.samples[:2]
+    weights = seeded.weights
 
     from toolbox.export.api import export
 

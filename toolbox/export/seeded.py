@@ -32,15 +32,17 @@ class SeededWeights:
 
 def write_seeded_weights(model: str, out_dir: str | os.PathLike, *, num_classes: int = 80,
                          input_size: int | None = None, seed: int = 0,
-                         num_images: int = NUM_IMAGES) -> SeededWeights:
+                         num_images: int = NUM_IMAGES, spread_points: bool = False) -> SeededWeights:
     """Build `model` (a pipelines/ name or YAML), seed informative weights on `num_images` demo images at
     its input size (the config's, or `input_size`), and write out_dir/<model>_seeded.pdparams plus the
-    images (out_dir/images/*.jpg). The same arguments give the same weights."""
+    images (out_dir/images/*.jpg). The same arguments give the same weights. `spread_points`: first draw the
+    zero-initialised sampling-offset and box-head weights (seeding.spread_sampling_points), which the
+    discrete-sampling (RKNN) checks need: as initialised, sampling points sit on pixel-rounding boundaries."""
     import paddle
 
     from ..data.demo import generate
     from ..models import build_model, load_config
-    from ..models.seeding import seed_informative_weights
+    from ..models.seeding import seed_informative_weights, spread_sampling_points
     from ..models.weights import save_weights
     from .paddle_static import preprocess_ops
     from .runtime import load_image, normalize, resize
@@ -58,6 +60,8 @@ def write_seeded_weights(model: str, out_dir: str | os.PathLike, *, num_classes:
     paddle.seed(seed)
     net = build_model(model, num_classes, input_size=size)
     net.eval()
+    if spread_points:
+        spread_sampling_points(net, seed=seed)
     summary = seed_informative_weights(net, x, seed=seed)
     name = Path(str(model)).stem
     weights = save_weights(net, out / f"{name}_seeded.pdparams")
