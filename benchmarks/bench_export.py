@@ -88,6 +88,10 @@ def run_one(model: str, size: int | None, formats: list[str], num_classes: int, 
 
     seeded = write_seeded_weights(model, root / "weights", num_classes=num_classes, input_size=size,
                                   num_images=images)
+    if seeded.summary.get("norms_recalibrated"):
+        print(f"  {model} @ {seeded.input_size}: degenerate as initialised; BatchNorm statistics of "
+              f"{seeded.summary['norms_recalibrated']} layers recalibrated on the check images before seeding",
+              flush=True)
     ws = root / "ws"
     t0 = time.time()
     try:

@@ -37,12 +37,15 @@ def write_seeded_weights(model: str, out_dir: str | os.PathLike, *, num_classes:
     its input size (the config's, or `input_size`), and write out_dir/<model>_seeded.pdparams plus the
     images (out_dir/images/*.jpg). The same arguments give the same weights. `spread_points`: first draw the
     zero-initialised sampling-offset and box-head weights (seeding.spread_sampling_points), which the
-    discrete-sampling (RKNN) checks need: as initialised, sampling points sit on pixel-rounding boundaries."""
+    discrete-sampling (RKNN) checks need: as initialised, sampling points sit on pixel-rounding boundaries.
+    When the model as initialised is degenerate on the images (seeding finds no spread over queries; seen:
+    RT-DETR-X at 640), its BatchNorms are recalibrated on them first (seeding.recalibrate_norms), and the
+    summary says so (`norms_recalibrated`)."""
     import paddle
 
     from ..data.demo import generate
     from ..models import build_model, load_config
-    from ..models.seeding import seed_informative_weights, spread_sampling_points
+    from ..models.seeding import recalibrate_norms, seed_informative_weights, spread_sampling_points
     from ..models.weights import save_weights
     from .paddle_static import preprocess_ops
     from .runtime import load_image, normalize, resize
@@ -62,7 +65,11 @@ def write_seeded_weights(model: str, out_dir: str | os.PathLike, *, num_classes:
     net.eval()
     if spread_points:
         spread_sampling_points(net, seed=seed)
-    summary = seed_informative_weights(net, x, seed=seed)
+    try:
+        summary = {**seed_informative_weights(net, x, seed=seed), "norms_recalibrated": 0}
+    except ValueError:
+        layers = recalibrate_norms(net, x)
+        summary = {**seed_informative_weights(net, x, seed=seed), "norms_recalibrated": layers}
     name = Path(str(model)).stem
     weights = save_weights(net, out / f"{name}_seeded.pdparams")
     return SeededWeights(weights=weights, samples=samples, input_size=size, summary=summary)

@@ -22,6 +22,13 @@ rounding boundary, where any runtime's last-bit error picks the neighbouring pix
 the rknn-toolkit2 FP16 simulator read another pixel than onnxruntime for 27 % of the finest level's
 samples (3 % once the points are spread), which no trained model, whose points lie anywhere, does.
 Call it before ``seed_informative_weights`` (the score head is fitted to the features it then gives).
+
+A deep randomly initialised backbone needs one more step, ``recalibrate_norms``: its BatchNorms hold the
+initial statistics (mean 0, variance 1), so in eval mode they normalise nothing and activations grow layer
+after layer (RT-DETR-X at 640: ~1.8e5 at the encoder), until every query's feature is the same. Setting
+each BatchNorm's statistics to those of its own input on the calibration images, as a trained model's
+are to its data, keeps every layer's output near unit scale; ``write_seeded_weights`` does it only when
+the plain seeding finds no variance to spread (the other configs keep their weights as initialised).
 """
 from __future__ import annotations
 
@@ -89,6 +96,30 @@ def spread_sampling_points(model: RTDETR, seed: int = 0, offset_std: float = 1.0
         w.set_value(paddle.to_tensor((box_std * rng.standard_normal(w.shape) / math.sqrt(w.shape[0])).astype(np.float32)))
         drawn["box_heads"] += 1
     return drawn
+
+
+def recalibrate_norms(model: paddle.nn.Layer, images: np.ndarray) -> int:
+    """Set every BatchNorm2D's running mean and variance, in place, to the per-channel statistics of its
+    own input on ``images`` (float32 [B,3,S,S]), in one eval-mode pass: a forward pre-hook sets a layer's
+    statistics just before it normalises, so each layer sees its inputs as already recalibrated upstream.
+    Afterwards every BatchNorm's output on these images has per-channel mean = its bias and standard
+    deviation = its weight (see the module docstring for why). Returns how many layers were set."""
+    layers = [m for m in model.sublayers() if isinstance(m, paddle.nn.BatchNorm2D)]
+
+    def set_statistics(layer, inputs):
+        x = inputs[0].astype("float64")
+        layer._mean.set_value(x.mean(axis=[0, 2, 3]).astype(layer._mean.dtype))
+        layer._variance.set_value(x.var(axis=[0, 2, 3], unbiased=False).astype(layer._variance.dtype))
+
+    handles = [m.register_forward_pre_hook(set_statistics) for m in layers]
+    try:
+        model.eval()
+        with paddle.no_grad():
+            model(paddle.to_tensor(images.astype(np.float32)))
+    finally:
+        for h in handles:
+            h.remove()
+    return len(layers)
 
 
 def seed_informative_weights(model: RTDETR, images: np.ndarray, seed: int = 0, top_score: float = 0.9,
