@@ -110,9 +110,23 @@ def test_windows_cpu_cpp_runs_int8_under_wine(int8_zips, int8_reference, tmp_pat
 
     root = extract_zip(int8_zips["windows-cpu-cpp"], tmp_path)
     _run(["./build.sh"], root)
+    assert (root / "build" / "demo.exe").is_file()
+    if _cpu_has_amx():
+        # onnxruntime's Windows INT8 GEMM uses AMX tiles (tileloadd) on such a CPU; Windows grants a program
+        # the AMX state, Linux only to a process that asks for it (arch_prctl XTILEDATA), which wine does not
+        # do for its Windows programs: the demo dies with an illegal instruction (seen on an Intel Xeon with
+        # amx_int8, wine 8). The zip is built above; only running it needs a CPU without AMX or real Windows.
+        pytest.skip("wine cannot run AMX instructions (no XTILEDATA permission): windows INT8 demo not run")
     ref = int8_reference
     env = {"WINEPREFIX": str(_wineprefix(tmp_path_factory)), "WINEDEBUG": "-all", "WINEDLLOVERRIDES": "mscoree,mshtml="}
     r = _run(["wine", "build/demo.exe", "images/sample.png", "--model-dir", "model", "--threshold",
               f"{ref['threshold'] - ref['tol']:.6f}"], root, env=env)
     assert_same_detections(ref["boxes"], demo_boxes(r.stdout), ref["threshold"], tol=ref["tol"],
                            what="windows-cpu-cpp INT8 under wine")
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_int8" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
