@@ -120,9 +120,10 @@ def paired_raw_diff(ref_logits: np.ndarray, ref_boxes: np.ndarray, cand_logits: 
     scores differ by ~1e-6 may trade places (or one may enter the selection instead of another) between
     runtimes, so slot i of one runtime need not be slot i of the other. Each reference query is paired
     one-to-one with a candidate query whose box agrees within `atol` (a maximum matching among such pairs,
-    the closest boxes among equally many: Hungarian on max |Δbox|, pairs beyond `atol` barred). An unpaired reference query is allowed only among the last
-    `boundary` slots (the selection boundary, where near-tied positions enter or leave the top-Q);
-    paired queries are held to `atol` in logits and boxes.
+    the closest boxes among equally many: Hungarian on max |Δbox|, pairs beyond `atol` barred). An
+    unpaired reference query is allowed only among the last `boundary` slots (the selection boundary,
+    where near-tied positions enter or leave the top-Q); paired queries are held to `atol` in logits and
+    boxes.
     """
     from scipy.optimize import linear_sum_assignment
 

@@ -45,7 +45,8 @@ def write_seeded_weights(model: str, out_dir: str | os.PathLike, *, num_classes:
 
     from ..data.demo import generate
     from ..models import build_model, load_config
-    from ..models.seeding import recalibrate_norms, seed_informative_weights, spread_sampling_points
+    from ..models.seeding import (DegenerateFeatures, recalibrate_norms, seed_informative_weights,
+                                  spread_sampling_points)
     from ..models.weights import save_weights
     from .paddle_static import preprocess_ops
     from .runtime import load_image, normalize, resize
@@ -67,7 +68,7 @@ def write_seeded_weights(model: str, out_dir: str | os.PathLike, *, num_classes:
         spread_sampling_points(net, seed=seed)
     try:
         summary = {**seed_informative_weights(net, x, seed=seed), "norms_recalibrated": 0}
-    except ValueError:
+    except DegenerateFeatures:
         layers = recalibrate_norms(net, x)
         summary = {**seed_informative_weights(net, x, seed=seed), "norms_recalibrated": layers}
     name = Path(str(model)).stem

@@ -42,6 +42,11 @@ from .detector import RTDETR
 TOP = 20  # detections whose scores are spread and separated
 
 
+class DegenerateFeatures(ValueError):
+    """The decoder's output does not vary over the queries on the given images: no score head can spread
+    their scores (the caller may recalibrate the norms and try again, see ``recalibrate_norms``)."""
+
+
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
@@ -161,7 +166,7 @@ def seed_informative_weights(model: RTDETR, images: np.ndarray, seed: int = 0, t
         if not np.isfinite(span) or span <= 0:
             # every query's readout input is the same (seen: RT-DETR-X at 640, whose randomly initialised
             # frozen-norm backbone reaches ~1e5 and saturates the encoder): no head can spread its scores
-            raise ValueError(f"cannot seed informative weights: the decoder's output does not vary over the "
+            raise DegenerateFeatures(f"cannot seed informative weights: the decoder's output does not vary over the "
                              f"queries on these images (top-{TOP} logit span {span}); the model's initial "
                              f"activations are degenerate at this input size")
         scale = want_span / span
