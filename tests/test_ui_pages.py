@@ -80,6 +80,19 @@ def test_export_and_deploy_command_lines(tmp_path):
     # INT8 ONNX for CPUs: its own calibration default (200), the RKNN slider does not apply
     args, _ = export_args("r1", "best", "", ["onnx-int8", "paddle"], None, False, "fp16", 32, guard=guard)
     assert args == ["--run", "r1", "--weights", "best", "--name", "r1", "--formats", "paddle,onnx-int8"]
+    # its own options: calibration count and the AP limit (points on the form, COCOeval's 0-1 on the CLI)
+    args, _ = export_args("r1", "best", "", ["onnx-int8"], None, False, "fp16", 32, guard=guard,
+                          int8_calib_size=50, int8_max_ap_drop_points=0.5)
+    assert args[-4:] == ["--calib-size", "50", "--int8-max-ap-drop", "0.005"]
+    args, _ = export_args("r1", "best", "", ["onnx-int8", "rknn"], None, False, "int8", 32, guard=guard,
+                          int8_calib_size=32)
+    assert args.count("--calib-size") == 1 and "--int8-max-ap-drop" not in args
+    with pytest.raises(UsageError, match="one calibration count"):   # the CLI takes one count for both
+        export_args("r1", "best", "", ["onnx-int8", "rknn"], None, False, "int8", 32, guard=guard,
+                    int8_calib_size=200)
+    with pytest.raises(UsageError, match="AP points"):
+        export_args("r1", "best", "", ["onnx-int8"], None, False, "fp16", 32, guard=guard,
+                    int8_max_ap_drop_points=-1)
     with pytest.raises(UsageError):
         export_args("r1", "best", "a/b", ["onnx"], None, False, "fp16", 32, guard=guard)
     with pytest.raises(UsageError):

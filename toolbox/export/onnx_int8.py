@@ -36,11 +36,20 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-# What is quantized: Conv and MatMul only, uint8 activations with int8 weights (u8s8, onnxruntime's fast x86
-# path). Measured on RT-DETR-R18 at 640 on this AMD EPYC (AVX2, no VNNI), FP32 and INT8 alternating, 30 runs:
-# int8 activations (s8s8) ran at 1.21x FP32, slower, both with every QDQ-capable op and with Conv+MatMul
-# only (onnxruntime has no fast s8s8 kernel without VNNI); u8s8 on Conv+MatMul ran at 0.75x.
-OP_TYPES = ("Conv", "MatMul")
+# What is quantized: uint8 activations with int8 weights (u8s8, onnxruntime's fast x86 path). Measured on
+# RT-DETR-R18 at 640 on an AMD EPYC (AVX2, no VNNI), FP32 and INT8 alternating, 30 runs: int8 activations
+# (s8s8) ran at 1.21x FP32 (no fast s8s8 kernel without VNNI); u8s8 on Conv+MatMul ran at 0.75x.
+# Beyond Conv and MatMul: every op between two quantized ones that onnxruntime has an integer kernel for
+# (Relu, Clip and MaxPool merge into the producer's quantization; Add, Concat, AveragePool, Resize run as
+# QLinear ops; Transpose, Reshape, Split pass int8 through), so that a tensor is not dequantized and
+# quantized again between two integer kernels. Profiled on an Intel Xeon (AVX-512 VNNI, AMX), R18 at 640:
+# with Conv+MatMul only, 34 DequantizeLinear->QuantizeLinear requantizations (a Conv's output range, then
+# the Relu's) took 20 ms of 150; with this list there are none and INT8 ran at 0.50x FP32 against 0.59x
+# (alternating, 20 runs, load 5). Mul and Sigmoid (SiLU in the encoder) are left FP32: quantizing them too
+# gave no further speed (0.50x both) and lost more AP on the 20-minute bench_learn model at 160 (all stages
+# INT8: AP drop 0.0082 against 0.0062 without them).
+OP_TYPES = ("Conv", "MatMul", "Relu", "Clip", "MaxPool", "Add", "Concat", "AveragePool", "GlobalAveragePool",
+            "Resize", "Transpose", "Reshape", "Split")
 DEFAULT_CALIB_SIZE = 200   # images of the train split used for calibration (all if fewer)
 STAGES = ("backbone", "encoder", "query_selection", "decoder", "heads")
 # Paddle parameter-name prefixes of each stage (the project's RT-DETR keeps PaddleDetection's names)

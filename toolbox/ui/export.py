@@ -31,9 +31,17 @@ def targets() -> list[str]:
     return list(TARGETS)
 
 
+INT8_AP_DROP_POINTS = 1.0   # the CLI's --int8-max-ap-drop default (0.010) in AP points, as the form shows it
+
+
 def export_args(run: str, weights: str, name: str, formats: list[str], input_size, fp16_onnx: bool,
-                rknn_quant: str, calib_size, *, guard: PathGuard) -> tuple[list[str], str]:
-    """The `export` arguments; the run field (a name or a path) and a weights path must pass `guard`."""
+                rknn_quant: str, calib_size, *, guard: PathGuard, int8_calib_size=0,
+                int8_max_ap_drop_points=INT8_AP_DROP_POINTS) -> tuple[list[str], str]:
+    """The `export` arguments; the run field (a name or a path) and a weights path must pass `guard`.
+
+    `calib_size` is the RKNN slider; `int8_calib_size` the ONNX INT8 one (0: the format's default, 200) and
+    `int8_max_ap_drop_points` its accuracy limit in AP points. The CLI has one --calib-size for both INT8
+    formats, so two different counts for one export are refused rather than one silently dropped."""
     if not run:
         raise UsageError("pick a training run to export")
     run = guard.check_name_or_path(run, "Run")
@@ -52,6 +60,18 @@ def export_args(run: str, weights: str, name: str, formats: list[str], input_siz
         args.append("--fp16-onnx")
     if "rknn" in order:
         args += ["--rknn-quant", rknn_quant or "fp16", "--calib-size", str(int(calib_size or 32))]
+    if "onnx-int8" in order:
+        n = int(int8_calib_size or 0)
+        if n and "rknn" not in order:
+            args += ["--calib-size", str(n)]
+        elif n and n != int(calib_size or 32):
+            raise UsageError(f"one calibration count serves both INT8 formats: ONNX INT8 asks {n}, RKNN "
+                             f"{int(calib_size or 32)}; set the same count or export them separately")
+        points = float(INT8_AP_DROP_POINTS if int8_max_ap_drop_points in (None, "") else int8_max_ap_drop_points)
+        if not 0 <= points <= 100:
+            raise UsageError(f"INT8 max AP drop is in AP points (0-100), got {points:g}")
+        if points != INT8_AP_DROP_POINTS:
+            args += ["--int8-max-ap-drop", f"{points / 100:g}"]
     return args, name
 
 
@@ -149,8 +169,9 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         name = gr.Textbox(label="Export name", placeholder="default: the run's name", elem_id="export-name")
     with gr.Row():
         formats = gr.CheckboxGroup(FORMATS, value=["paddle", "onnx"], label="Formats", elem_id="export-formats",
-                                   info="ONNX INT8: for CPUs, calibrated on 200 training images and checked "
-                                        "by val AP (fails when it drops by more than 1 point); RKNN needs "
+                                   info="ONNX INT8: for CPUs, calibrated on training images and checked by "
+                                        "val AP (fails when it drops by more than the limit in ONNX INT8 "
+                                        "options, 1 point by default); RKNN needs "
                                         "rknn-toolkit2 (x86_64 Linux)")
         input_size = gr.Number(value=None, precision=0, label="Input size", elem_id="export-input-size",
                                info="0: the run's training size")
@@ -161,6 +182,14 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                                   info="int8: faster, calibrated on training images (decoder kept in fp16)")
             calib_size = gr.Slider(1, 256, value=32, step=1, label="RKNN INT8 calibration images",
                                    elem_id="export-calib-size")
+    with gr.Accordion("ONNX INT8 options", open=False):
+        with gr.Row():
+            int8_calib = gr.Slider(0, 1000, value=0, step=1, label="ONNX INT8 calibration images",
+                                   elem_id="export-int8-calib-size",
+                                   info="training images the ranges are measured on; 0: 200 (all when fewer)")
+            int8_drop = gr.Number(value=INT8_AP_DROP_POINTS, label="Max AP drop (AP points)",
+                                  elem_id="export-int8-max-ap-drop",
+                                  info="the export fails when INT8 val AP is lower than FP32's by more")
     with gr.Row():
         start = gr.Button("Export", variant="primary", elem_id="export-start")
         refresh_btn = gr.Button("Refresh lists", elem_id="export-refresh")
@@ -195,9 +224,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     def show(e):
         return (*report_view(ctx, e), *download_updates(ctx, e), fingerprint(e))
 
-    def on_export(r, w, n, f, s, fp, q, c):
+    def on_export(r, w, n, f, s, fp, q, c, ic, drop):
         try:
-            args, export_name = export_args(r, w, n, f, s, fp, q, c, guard=ctx.guard)
+            args, export_name = export_args(r, w, n, f, s, fp, q, c, guard=ctx.guard, int8_calib_size=ic,
+                                            int8_max_ap_drop_points=drop)
             job_id = ctx.jobs.submit("export", args, name=export_name, out_dir=ctx.workspace.exports / export_name)
         except ToolboxError as e:
             return (error_md(e), *follower.skips())
@@ -225,7 +255,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         return (gr.update(choices=runs_now, value=r if r in runs_now else (runs_now or [None])[0]),
                 gr.update(choices=exports_now, value=e if e in exports_now else (exports_now or [None])[0]))
 
-    start.click(on_export, [run, weights, name, formats, input_size, fp16_onnx, rknn_quant, calib_size],
+    start.click(on_export, [run, weights, name, formats, input_size, fp16_onnx, rknn_quant, calib_size, int8_calib,
+                            int8_drop],
                 [message, *follower.outputs()], api_visibility="private")
     deploy_btn.click(on_deploy, [export_pick, chosen], [message, *follower.outputs()], api_visibility="private")
     export_pick.change(show, [export_pick], [*result_outputs, shown], api_visibility="private")
@@ -240,10 +271,13 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
 
 def api(ctx: AppContext) -> None:
     def export(run: str, weights: str = "best", name: str = "", formats: str = "paddle,onnx",
-               input_size: int = 0, fp16_onnx: bool = False, rknn_quant: str = "fp16", calib_size: int = 32) -> dict:
+               input_size: int = 0, fp16_onnx: bool = False, rknn_quant: str = "fp16", calib_size: int = 32,
+               int8_calib_size: int = 0, int8_max_ap_drop_points: float = INT8_AP_DROP_POINTS) -> dict:
         """Start an export job (`python -m toolbox export`); returns {"job", "export", "status"}."""
         args, export_name = export_args(run, weights, name, [f.strip() for f in formats.split(",") if f.strip()],
-                                        input_size or None, fp16_onnx, rknn_quant, calib_size, guard=ctx.guard)
+                                        input_size or None, fp16_onnx, rknn_quant, calib_size, guard=ctx.guard,
+                                        int8_calib_size=int8_calib_size,
+                                        int8_max_ap_drop_points=int8_max_ap_drop_points)
         job_id = ctx.jobs.submit("export", args, name=export_name, out_dir=ctx.workspace.exports / export_name)
         return {"job": job_id, "export": export_name, "status": ctx.jobs.registry.get(job_id)["status"]}
 
