@@ -7,8 +7,9 @@ onnxruntime-int8` (the same model_int8.onnx) by IoU matching, as the FP32 kits a
 Tolerance: the FP32 kits' own (predict_reference's score tolerance, a tenth of the 10th best score, here
 0.0031; IoU >= 0.9; no unmatched box), because the reference is predict on the same model_int8.onnx, so
 INT8 error itself is not in the comparison (the export's AP check judges that). Measured on the tiny run:
-the Python demos (onnxruntime 1.26, as predict) match with |dscore| = 0; the C++ demos (bundled ONNX Runtime
-1.31.1, native and under wine) with |dscore| <= 4.1e-4 and IoU >= 0.997, 0 of 42 boxes lost or extra.
+the Python demos (onnxruntime 1.26, as predict) match with |dscore| = 0. The C++ demos (bundled ONNX Runtime
+1.31.1, native and under wine) run on the sample at the model's input size (int8_reference_at_input_size
+says why); ONNX Runtime 1.31.1 and 1.26 give that model the same scores within 1.3e-6.
 Python demos run with the toolbox's interpreter (the fresh-venv proof that the zip's requirements suffice is
 test_deploy_python.py's; INT8 changes only the model file).
 """
@@ -21,6 +22,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import require_tool
@@ -42,6 +44,30 @@ def int8_zips(tiny_export_int8, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def int8_reference(tiny_export_int8, tmp_path_factory) -> dict:
     return _predict_reference(tiny_export_int8, tmp_path_factory.mktemp("predict_ref_int8"), "onnxruntime-int8")
+
+
+@pytest.fixture(scope="module")
+def int8_reference_at_input_size(tiny_export_int8, tmp_path_factory) -> dict:
+    """predict on the SDK sample already resized to the model's input size, for the C++ demos.
+
+    Why: the C++ demos' bicubic resize is OpenCV's in float; cv2 rounds its fixed-point weights, so on the
+    sample one channel value of 49152 differs by one grey level. The tiny test model is chaotic under INT8
+    (a +-1 grey-level change moves its top score by up to 0.5), and that one value moved a box's score by
+    0.08, far past the kits' 0.003 tolerance. At the input size both resizes are the identity (checked:
+    0 values differ), so the comparison is what this file is for: the same model_int8.onnx run by the
+    bundled ONNX Runtime and post-processed by the demo. The resize itself is proven by the FP32 C++ kits
+    (test_deploy_cpp.py), where that grey level moves scores by <= 4e-4."""
+    import cv2
+
+    from toolbox.deploy.api import _sample_png
+    from toolbox.export.runtime import resize
+
+    size = json.loads((tiny_export_int8 / "infer_cfg.json").read_text(encoding="utf-8"))["input_size"]
+    image = cv2.imdecode(np.frombuffer(_sample_png(tiny_export_int8, None), np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(resize(image, size, "cubic")[:, :, ::-1]))
+    assert ok
+    return _predict_reference(tiny_export_int8, tmp_path_factory.mktemp("predict_ref_int8_s"), "onnxruntime-int8",
+                              sample_png=png.tobytes())
 
 
 def _run(cmd, cwd: Path, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -90,19 +116,25 @@ def test_python_demo_runs_int8_and_matches_predict(int8_zips, int8_reference, ta
     assert_same_detections(ref["boxes"], demo_boxes(r.stdout), ref["threshold"], tol=ref["tol"], what=f"{target} INT8")
 
 
-def test_linux_cpu_cpp_runs_int8_and_matches_predict(int8_zips, int8_reference, tmp_path):
+def _sample_at_input_size(root: Path, ref: dict) -> str:
+    """The reference's image (the sample at the model's input size) copied into the unpacked kit."""
+    (root / "images" / "sample_s.png").write_bytes(Path(ref["sample"]).read_bytes())
+    return "images/sample_s.png"
+
+
+def test_linux_cpu_cpp_runs_int8_and_matches_predict(int8_zips, int8_reference_at_input_size, tmp_path):
     require_tool("cmake")
     require_tool("g++")
     root = extract_zip(int8_zips["linux-cpu-cpp"], tmp_path)
     _run(["./build.sh"], root)
-    ref = int8_reference
-    r = _run(["./build/demo", "images/sample.png", "--model-dir", "model", "--threshold",
+    ref = int8_reference_at_input_size
+    r = _run(["./build/demo", _sample_at_input_size(root, ref), "--model-dir", "model", "--threshold",
               f"{ref['threshold'] - ref['tol']:.6f}"], root)
     assert_same_detections(ref["boxes"], demo_boxes(r.stdout), ref["threshold"], tol=ref["tol"],
                            what="linux-cpu-cpp INT8")
 
 
-def test_windows_cpu_cpp_runs_int8_under_wine(int8_zips, int8_reference, tmp_path, tmp_path_factory):
+def test_windows_cpu_cpp_runs_int8_under_wine(int8_zips, int8_reference_at_input_size, tmp_path, tmp_path_factory):
     require_tool("x86_64-w64-mingw32-g++")
     require_tool("cmake")
     require_tool("wine")
@@ -117,9 +149,9 @@ def test_windows_cpu_cpp_runs_int8_under_wine(int8_zips, int8_reference, tmp_pat
         # do for its Windows programs: the demo dies with an illegal instruction (seen on an Intel Xeon with
         # amx_int8, wine 8). The zip is built above; only running it needs a CPU without AMX or real Windows.
         pytest.skip("wine cannot run AMX instructions (no XTILEDATA permission): windows INT8 demo not run")
-    ref = int8_reference
+    ref = int8_reference_at_input_size
     env = {"WINEPREFIX": str(_wineprefix(tmp_path_factory)), "WINEDEBUG": "-all", "WINEDLLOVERRIDES": "mscoree,mshtml="}
-    r = _run(["wine", "build/demo.exe", "images/sample.png", "--model-dir", "model", "--threshold",
+    r = _run(["wine", "build/demo.exe", _sample_at_input_size(root, ref), "--model-dir", "model", "--threshold",
               f"{ref['threshold'] - ref['tol']:.6f}"], root, env=env)
     assert_same_detections(ref["boxes"], demo_boxes(r.stdout), ref["threshold"], tol=ref["tol"],
                            what="windows-cpu-cpp INT8 under wine")
