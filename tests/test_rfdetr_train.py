@@ -1,0 +1,85 @@
+"""RF-DETR training through the toolbox (toolbox.rfdetr.train): the run folder, events and checkpoints an
+RT-DETR run has, resume, cancel. The shared run is tests/rfdetr_support.py's `rfdetr_run` (RF-DETR-N
+from scratch, 64 px, 3 steps); nothing downloads (the hub switches are set by tests/conftest.py)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.rfdetr_support import RF_SIZE, RF_STEPS, rfdetr_available
+
+pytestmark = pytest.mark.skipif(not rfdetr_available(), reason="rfdetr[train] is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+
+
+def events(run_dir: Path) -> list[dict]:
+    from toolbox.events import read_events
+
+    return list(read_events(run_dir / "events.jsonl"))
+
+
+def test_run_folder_and_events_schema(rfdetr_run):
+    import yaml
+
+    cfg = yaml.safe_load((rfdetr_run / "config.yaml").read_text())
+    assert cfg["model"]["backend"] == "rfdetr" and cfg["model"]["name"] == "RF-DETR-N"
+    from toolbox.data.loader import dataset_labels
+
+    cat_ids, names = dataset_labels(cfg["data"]["dir"])
+    assert cfg["model"]["input_size"] == RF_SIZE and cfg["model"]["label_list"] == names and len(names) == 3
+    assert (rfdetr_run / "train.log").read_text().strip()
+    ev = events(rfdetr_run)
+    assert all(e["schema_version"] == 1 and "time" in e for e in ev)
+    kinds = [e["type"] for e in ev]
+    assert kinds[0] == "start" and kinds[-1] == "end" and {"log", "eval", "checkpoint"} <= set(kinds)
+    start = ev[0]
+    assert start["total_steps"] == RF_STEPS and start["model"] == "RF-DETR-N"
+    logs = [e for e in ev if e["type"] == "log"]
+    assert [e["step"] for e in logs] == list(range(1, RF_STEPS + 1))  # --log-interval 1
+    for e in logs:
+        assert set(e) >= {"epoch", "step", "total_steps", "losses", "lr", "images_per_s", "eta_s"}
+        assert e["losses"]["loss"] > 0 and e["lr"] == pytest.approx(1e-4) and e["images_per_s"] > 0
+    (ev_eval,) = [e for e in ev if e["type"] == "eval"]
+    assert list(ev_eval["metrics"]) == METRICS and ev_eval["step"] == RF_STEPS
+    assert [c["class_id"] for c in ev_eval["per_class"]] == [0, 1, 2]
+    assert [c["name"] for c in ev_eval["per_class"]] == names
+    which = sorted(e["which"] for e in ev if e["type"] == "checkpoint")
+    assert which == ["best", "last"]
+    end = ev[-1]
+    assert end["status"] == "ok" and end["exit_code"] == 0 and end["step"] == RF_STEPS
+
+
+def test_checkpoints_load_strictly_and_last_resumes_lightning(rfdetr_run):
+    import torch
+
+    from toolbox.models.config import PIPELINES_DIR, read_yaml
+    from toolbox.rfdetr.model import load_checkpoint, read_checkpoint
+
+    cfg = read_yaml(PIPELINES_DIR / "RF-DETR-N.yaml")
+    last = read_checkpoint(rfdetr_run / "checkpoints" / "last" / "model.pth")
+    best = read_checkpoint(rfdetr_run / "checkpoints" / "best" / "model.pth")
+    # last: Lightning's full checkpoint (what --resume needs) + the weights to use under `model`
+    assert {"optimizer_states", "lr_schedulers", "loops", "callbacks", "state_dict", "model"} <= set(last)
+    assert last["global_step"] == RF_STEPS
+    # best: rfdetr's light layout: weights and the model description its own readers use
+    assert {"model", "args", "model_name"} <= set(best) and best["model_name"] == "RFDETRNano"
+    # the EMA weights (`model`) differ from the raw weights Lightning trains on (EMA is on by default)
+    raw = {k[len("model."):]: v for k, v in last["state_dict"].items() if k.startswith("model.")}
+    diff = max(float((raw[k].float() - v.float()).abs().max()) for k, v in last["model"].items()
+               if v.is_floating_point())
+    assert diff > 0
+    for which in ("best", "last"):
+        w = load_checkpoint(cfg, 3, rfdetr_run / "checkpoints" / which / "model.pth", input_size=RF_SIZE)
+        assert w.model.model is not None
+    info = json.loads((rfdetr_run / "checkpoints" / "best" / "checkpoint.json").read_text())
+    assert info["step"] == RF_STEPS and info["backend"] == "rfdetr"
+    assert torch.equal(best["model"]["class_embed.bias"], last["model"]["class_embed.bias"])  # same step, both EMA
