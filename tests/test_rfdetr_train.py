@@ -83,3 +83,81 @@ def test_checkpoints_load_strictly_and_last_resumes_lightning(rfdetr_run):
     info = json.loads((rfdetr_run / "checkpoints" / "best" / "checkpoint.json").read_text())
     assert info["step"] == RF_STEPS and info["backend"] == "rfdetr"
     assert torch.equal(best["model"]["class_embed.bias"], last["model"]["class_embed.bias"])  # same step, both EMA
+
+
+def _train_small(workspace, dataset, run, steps, **extra):
+    import toolbox
+
+    return toolbox.train(dataset=dataset, model="RF-DETR-N", run=run, max_steps=steps, batch_size=2,
+                         grad_accum_steps=1, log_interval=1, input_size=RF_SIZE, pretrained="none", num_workers=0,
+                         overrides=["train.multi_scale=false"], workspace=workspace, progress=False, **extra)
+
+
+@pytest.mark.slow
+def test_resume_continues_the_run(session_workspace, tiny_dataset):
+    """--resume continues from the last checkpoint's step (Lightning's optimizer, schedule, EMA and loop
+    state), with a higher --max-steps; the steps already done are not repeated."""
+    import toolbox
+    from toolbox.rfdetr.model import read_checkpoint
+
+    run_dir = _train_small(session_workspace, tiny_dataset, "rfdetr-resume", 1, eval_interval=1)
+    first = read_checkpoint(run_dir / "checkpoints" / "last" / "model.pth")
+    assert first["global_step"] == 1
+    toolbox.train(run="rfdetr-resume", resume=True, max_steps=2, workspace=session_workspace, progress=False)
+    ev = events(run_dir)
+    starts = [i for i, e in enumerate(ev) if e["type"] == "start"]
+    assert len(starts) == 2
+    second = ev[starts[1]:]
+    assert second[0]["resumed"] is True and second[0]["total_steps"] == 2
+    assert [e["step"] for e in second if e["type"] == "log"] == [2]
+    assert second[-1]["type"] == "end" and second[-1]["status"] == "ok" and second[-1]["step"] == 2
+    last = read_checkpoint(run_dir / "checkpoints" / "last" / "model.pth")
+    assert last["global_step"] == 2
+    # the optimizer state came back and moved on: AdamW's step count per parameter is 2, not 1
+    states = last["optimizer_states"][0]["state"]
+    assert {int(float(s["step"])) for s in states.values()} == {2}
+
+
+def test_bad_input_size_is_a_usage_error(session_workspace, tiny_dataset):
+    from toolbox.errors import UsageError
+
+    import toolbox
+
+    with pytest.raises(UsageError, match="multiple of 32"):
+        toolbox.train(dataset=tiny_dataset, model="RF-DETR-N", run="rfdetr-bad-size", input_size=100,
+                      pretrained="none", workspace=session_workspace, progress=False)
+    assert not (session_workspace.runs / "rfdetr-bad-size").exists()  # refused before anything was written
+    with pytest.raises(UsageError, match="not an RF-DETR option"):
+        toolbox.train(dataset=tiny_dataset, model="RF-DETR-N", run="rfdetr-bad-opt", sampling="discrete",
+                      pretrained="none", workspace=session_workspace, progress=False)
+
+
+@pytest.mark.slow
+def test_cancel_exits_130_with_a_cancelled_end(session_workspace, tiny_dataset):
+    """SIGTERM (the UI's cancel) during training: exit 130, end event cancelled, the job registry says so."""
+    from toolbox.workspace import JobRegistry
+
+    run_dir = session_workspace.runs / "rfdetr-cancel"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    cmd = [sys.executable, "-m", "toolbox", "--workspace", str(session_workspace.root), "train",
+           "--dataset", tiny_dataset, "--model", "RF-DETR-N", "--run", "rfdetr-cancel", "--pretrained", "none",
+           "--input-size", str(RF_SIZE), "--batch-size", "2", "--grad-accum-steps", "1", "--epochs", "50",
+           "--log-interval", "1", "--num-workers", "0", "-o", "train.multi_scale=false", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if any(e["type"] == "log" for e in events(run_dir)):
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    end = events(run_dir)[-1]
+    assert end["type"] == "end" and end["status"] == "cancelled" and end["exit_code"] == 130
+    jobs = [j for j in JobRegistry(session_workspace.db_path).list() if j["out_dir"] == str(run_dir.resolve())]
+    assert jobs and jobs[0]["status"] == "cancelled" and jobs[0]["exit_code"] == 130
