@@ -45,16 +45,6 @@ def check_formats(fmts: list[str]) -> None:
                          "--formats onnx")
 
 
-def model_config(src) -> dict:
-    """The pipelines/ config of the source, read as it is (the Paddle validator refuses rfdetr configs)."""
-    from ..models.config import config_path, read_yaml
-
-    path = config_path(src.model)
-    cfg = read_yaml(path)
-    cfg.setdefault("model_name", path.stem)
-    return cfg
-
-
 class RfdetrExportJob(ExportJob):
     """ExportJob for an RF-DETR source: the same driver, files and checks; torch instead of Paddle."""
 
@@ -72,7 +62,9 @@ class RfdetrExportJob(ExportJob):
 
         from .model import check_input_size, load_checkpoint, torch_module, version
 
-        self.cfg = model_config(self.src)
+        from .dispatch import model_config
+
+        self.cfg = model_config(self.src.model)
         check_input_size(self.cfg, self.src.input_size)
         if not Path(self.src.weights).is_file():
             raise InputError(f"weights file {self.src.weights} does not exist")
@@ -131,25 +123,33 @@ class RfdetrExportJob(ExportJob):
         return {"mean": list(pre["mean"]), "std": list(pre["std"]), "interp": INTERP_ALIASES.get(interp, interp)}
 
 
-def trace_onnx(job, out_path: Path, *, raw_outputs: bool) -> Path:
-    """The detector wrapped with its post-processing, traced through rfdetr's export path into out_path."""
+def trace_onnx(job, out_path: Path, *, raw_outputs: bool = False, raw_only: bool = False) -> Path:
+    """The detector wrapped with its post-processing (dynamic N), or with `raw_only` the detector up to its raw
+    outputs (batch 1, for rknn-toolkit2), traced through rfdetr's export path into out_path."""
     import torch
     from rfdetr.export._onnx.exporter import OnnxConfig, OnnxExporter
     from rfdetr.export.prepare import ExportGraph, prepare_export_graph
 
     from ..export.tools import output_to
-    from .onnx_wrap import make_deploy_module
+    from .onnx_wrap import make_deploy_module, make_raw_module
 
     s = int(job.src.input_size)
     net = copy.deepcopy(job.model)   # prepare/export mutate the module: the reference keeps its own
     with output_to(job.log):
-        graph = prepare_export_graph(net, job.wrapper.model_config, shape=(s, s), device="cpu", dynamic_batch=True)
-    deploy = make_deploy_module(graph.model, job.src.num_classes, job.num_top, raw_outputs=raw_outputs)
-    names = OUTPUTS + (RAW_OUTPUTS if raw_outputs else ())
-    example = (torch.from_numpy(job.X[:1]), torch.from_numpy(job.sizes[:1]))
-    wrapped = ExportGraph(model=deploy, input_tensors=example, input_names=("images", "orig_target_sizes"),
-                          output_names=names, dynamic_axes={n: {0: "N"} for n in ("images", "orig_target_sizes") + names},
-                          shape=(s, s), backbone_only=False)
+        graph = prepare_export_graph(net, job.wrapper.model_config, shape=(s, s), device="cpu",
+                                     dynamic_batch=not raw_only)
+    if raw_only:
+        wrapped = ExportGraph(model=make_raw_module(graph.model, job.src.num_classes),
+                              input_tensors=torch.from_numpy(job.X[:1]), input_names=("images",),
+                              output_names=RAW_OUTPUTS, dynamic_axes=None, shape=(s, s), backbone_only=False)
+    else:
+        deploy = make_deploy_module(graph.model, job.src.num_classes, job.num_top, raw_outputs=raw_outputs)
+        names = OUTPUTS + (RAW_OUTPUTS if raw_outputs else ())
+        example = (torch.from_numpy(job.X[:1]), torch.from_numpy(job.sizes[:1]))
+        wrapped = ExportGraph(model=deploy, input_tensors=example, input_names=("images", "orig_target_sizes"),
+                              output_names=names,
+                              dynamic_axes={n: {0: "N"} for n in ("images", "orig_target_sizes") + names},
+                              shape=(s, s), backbone_only=False)
     exporter = OnnxExporter(OnnxConfig(output_dir=out_path.parent, output_name=out_path.stem, opset_version=OPSET,
                                        verbose=False))
     try:

@@ -63,6 +63,31 @@ def make_deploy_module(net: Any, num_classes: int, num_top: int = NUM_TOP, raw_o
     return DeployRFDETR().eval()
 
 
+def make_raw_module(net: Any, num_classes: int):
+    """`net` wrapped as images -> (pred_logits [N,Q,num_classes] foreground slots only, pred_boxes [N,Q,4]): the
+    graph an NPU runs when post-processing is left to the CPU (toolbox/export/rtdetr_cpu.postprocess is
+    exactly PostProcess on these; the background slot is cut here so that it never ranks)."""
+    from torch import nn
+
+    class RawRFDETR(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+            self.num_classes = int(num_classes)
+
+        def export(self) -> None:
+            from rfdetr.export._backend import _switch_to_export_mode
+
+            _switch_to_export_mode(self.net)
+
+        def forward(self, images):
+            out = self.net(images)
+            boxes, logits = (out["pred_boxes"], out["pred_logits"]) if isinstance(out, dict) else (out[0], out[1])
+            return logits[..., :self.num_classes], boxes
+
+    return RawRFDETR().eval()
+
+
 def postprocess(pred_logits, pred_boxes, orig_target_sizes, num_classes: int, num_top: int = NUM_TOP):
     """rfdetr's PostProcess on the foreground slots, with sizes as (w, h): -> labels int64 [N,K], boxes
     float32 [N,K,4] xyxy pixels clamped, scores float32 [N,K]. Works on torch tensors (traced) and is what
