@@ -161,3 +161,29 @@ def test_cancel_exits_130_with_a_cancelled_end(session_workspace, tiny_dataset):
     assert end["type"] == "end" and end["status"] == "cancelled" and end["exit_code"] == 130
     jobs = [j for j in JobRegistry(session_workspace.db_path).list() if j["out_dir"] == str(run_dir.resolve())]
     assert jobs and jobs[0]["status"] == "cancelled" and jobs[0]["exit_code"] == 130
+
+
+@pytest.mark.slow
+def test_init_from_a_run_starts_from_its_best_weights(session_workspace, tiny_dataset, rfdetr_run):
+    """--init-from RUN: the best model.pth becomes the starting weights (loaded by rfdetr's own loader);
+    this run also keeps the progress bars on (the UI's jobs do)."""
+    import torch
+    import yaml
+
+    from toolbox.models.config import PIPELINES_DIR, read_yaml
+    from toolbox.rfdetr.model import build_rfdetr, read_checkpoint, torch_module
+
+    best = rfdetr_run / "checkpoints" / "best" / "model.pth"
+    net = torch_module(build_rfdetr(read_yaml(PIPELINES_DIR / "RF-DETR-N.yaml"), 3, pretrained=str(best),
+                                    input_size=RF_SIZE))
+    saved = read_checkpoint(best)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
+    import toolbox
+
+    run_dir = toolbox.train(dataset=tiny_dataset, model="RF-DETR-N", run="rfdetr-init", max_steps=1, batch_size=2,
+                            grad_accum_steps=1, input_size=RF_SIZE, init_from=rfdetr_run.name, num_workers=0,
+                            overrides=["train.multi_scale=false"], workspace=session_workspace, progress=True)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["train"]["pretrained"] == str(best.resolve()) and cfg["train"]["init_from"] == rfdetr_run.name
+    ev = events(run_dir)
+    assert ev[0]["weights"] == {"pretrained": str(best.resolve())} and ev[-1]["status"] == "ok"
