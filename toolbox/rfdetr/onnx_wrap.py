@@ -10,7 +10,8 @@ to numpy (rfdetr/export/_runtime/decode.py). The toolbox's exports carry post-pr
   (`_exclude_background_class`, default slot -1) so that every label names a class; so does this one,
   which keeps `labels` an index into label_list;
 - then exactly rfdetr's `PostProcess`: per-class sigmoid, top-K over the flattened (query, class) grid
-  (a query may yield several classes), cxcywh -> xyxy, scaled to the original size and clamped to it.
+  (a query may yield several classes), cxcywh -> xyxy with rfdetr's box_ops (a negative regressed width
+  or height counts as 0: a briefly trained model has such boxes), scaled to the original size and clamped.
 
 The image sizes input is the contract's (width, height) order, where PostProcess takes (height, width).
 """
@@ -67,6 +68,7 @@ def make_raw_module(net: Any, num_classes: int):
     """`net` wrapped as images -> (pred_logits [N,Q,num_classes] foreground slots only, pred_boxes [N,Q,4]): the
     graph an NPU runs when post-processing is left to the CPU (toolbox/export/rtdetr_cpu.postprocess is
     exactly PostProcess on these; the background slot is cut here so that it never ranks)."""
+    import torch
     from torch import nn
 
     class RawRFDETR(nn.Module):
@@ -83,6 +85,9 @@ def make_raw_module(net: Any, num_classes: int):
         def forward(self, images):
             out = self.net(images)
             boxes, logits = (out["pred_boxes"], out["pred_logits"]) if isinstance(out, dict) else (out[0], out[1])
+            # a regressed width/height may come out negative; rfdetr's box conversion counts it as 0, and the
+            # CPU stage's plain one must see the same box
+            boxes = torch.cat([boxes[..., :2], boxes[..., 2:].clamp(min=0.0)], dim=-1)
             return logits[..., :self.num_classes], boxes
 
     return RawRFDETR().eval()
@@ -99,8 +104,9 @@ def postprocess(pred_logits, pred_boxes, orig_target_sizes, num_classes: int, nu
     scores, index = torch.topk(prob, k, dim=1)                       # sorted, descending
     query = torch.div(index, num_classes, rounding_mode="floor")
     labels = index - query * num_classes
-    cx, cy, w, h = pred_boxes.unbind(-1)
-    xyxy = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+    from rfdetr.utilities.box_ops import box_cxcywh_to_xyxy
+
+    xyxy = box_cxcywh_to_xyxy(pred_boxes)      # rfdetr's own: a negative width/height counts as 0
     boxes = torch.gather(xyxy, 1, query.unsqueeze(-1).expand(-1, -1, 4))
     wh = orig_target_sizes.to(boxes.dtype)                           # (w, h)
     scale = torch.cat([wh, wh], dim=1).unsqueeze(1)                  # [N,1,4] = (w, h, w, h)
