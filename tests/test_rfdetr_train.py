@@ -116,6 +116,12 @@ def test_resume_continues_the_run(session_workspace, tiny_dataset):
     # the optimizer state came back and moved on: AdamW's step count per parameter is 2, not 1
     states = last["optimizer_states"][0]["state"]
     assert {int(float(s["step"])) for s in states.values()} == {2}
+    # resuming a run that already reached its length does nothing, and says so with an ok end at step 2
+    n = len(events(run_dir))
+    toolbox.train(run="rfdetr-resume", resume=True, workspace=session_workspace, progress=False)
+    extra = events(run_dir)[n:]
+    assert [e["type"] for e in extra] == ["end"] and extra[0]["status"] == "ok" and extra[0]["step"] == 2
+    assert "nothing to do" in (run_dir / "train.log").read_text()
 
 
 def test_bad_input_size_is_a_usage_error(session_workspace, tiny_dataset):

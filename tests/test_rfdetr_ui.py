@@ -47,7 +47,9 @@ def test_plan_of_an_rfdetr_model(session_workspace, tiny_dataset):
     steps = 3 * -(-n_train // 2 // 2)
     assert f"**{steps} steps** of 4 images at 384 px" in md and "rfdetr's" in md and "encoder 0.00015" in md
     assert "not measured" in md
-    with pytest.raises(Exception, match="multiple of 32"):
+    from toolbox.errors import UsageError
+
+    with pytest.raises(UsageError, match="multiple of 32"):
         P.plan_md(session_workspace, tiny_dataset, "RF-DETR-N", "cpu", {"input_size": 100}, {}, None)
 
 
@@ -62,3 +64,21 @@ def test_form_command_line_for_rfdetr(tmp_path):
     assert args[:4] == ["--dataset", "demo", "--model", "RF-DETR-N"] and run.startswith("RF-DETR-N-")
     assert args[args.index("--epochs") + 1] == "5" and args[args.index("--input-size") + 1] == "320"
     assert "--sampling" not in args and "--warmup-steps" not in args and "--batch-size" not in args
+
+
+def test_predict_page_loads_an_rfdetr_run(session_workspace, tiny_dataset, rfdetr_run):
+    """The Predict page's source for an RF-DETR run is its best model.pth, predicted through toolbox.rfdetr,
+    the second call reusing the loaded model."""
+    from toolbox.ui.predictors import PredictorCache, find_source, predict_one
+
+    from toolbox.ui.widgets import list_runs
+
+    ws = session_workspace
+    assert rfdetr_run.name in list_runs(ws, with_checkpoint=True)  # the Evaluate/Export/Predict pickers
+    src = find_source(ws, "run", rfdetr_run.name)
+    assert src.weights == rfdetr_run / "checkpoints" / "best" / "model.pth"
+    image = sorted((ws.datasets / tiny_dataset).rglob("val_*.jpg"))[0]
+    cache = PredictorCache()
+    first, reused1, _ = predict_one(ws, cache, src, image, 0.0)
+    second, reused2, _ = predict_one(ws, cache, src, image, 0.0)
+    assert (reused1, reused2) == (False, True) and len(first["boxes"]) == 300 and first["boxes"] == second["boxes"]

@@ -289,7 +289,6 @@ def _fit(cfg: dict, run_dir: Path, events: EventLog, log: logging.Logger, resume
                                 limit_val_batches=0, num_sanity_val_steps=0, enable_progress_bar=progress,
                                 enable_model_summary=False)
     catch_sigterm()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
@@ -303,6 +302,10 @@ def _fit(cfg: dict, run_dir: Path, events: EventLog, log: logging.Logger, resume
         raise KeyboardInterrupt
     if report.error is not None:
         raise report.error
+    if not report.started:  # Lightning skipped the loop: the resumed run already reached its length
+        report.step = int(trainer.global_step)
+        _say(log, f"nothing to do: step {report.step} already reached the run's length "
+                  f"(raise --epochs or --max-steps to continue)")
     report.finish(trainer)
     return report
 
@@ -335,6 +338,7 @@ class ToolboxReport(_callback_base()):
         self.interrupted = False
         self.error: BaseException | None = None
         self.total_steps = 0
+        self.started = False
 
     # ----------------------------------------------------------------- resume state
     def state_dict(self) -> dict:
@@ -347,6 +351,7 @@ class ToolboxReport(_callback_base()):
 
     # ----------------------------------------------------------------- hooks
     def on_train_start(self, trainer, pl_module) -> None:
+        self.started = True
         t, m = self.t, self.cfg["model"]
         accum = int(t["grad_accum_steps"])
         self.steps_per_epoch = max(1, math.ceil(int(trainer.num_training_batches) / accum))
