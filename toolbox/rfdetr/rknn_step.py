@@ -30,6 +30,7 @@ import numpy as np
 
 from ..export import compare
 from ..export.compare import FP16_MATCH
+from ..export.onnx_export import FP16_MIN_MATCHED
 from ..export.rknn import DISABLE_RULES, TARGET
 
 MAX_ATTEMPTS = 6
@@ -119,6 +120,11 @@ def export_rknn(job) -> None:
                                  job.sizes, job.num_top)
     got = rtdetr_cpu.postprocess(sim["pred_logits"], sim["pred_boxes"], job.sizes, job.num_top)
     stats = job.match(ref, got, FP16_MATCH)
+    # as the RT-DETR export's FP16 ONNX check (onnx_export.export_onnx_fp16): inside one FP16 graph the encoder's
+    # proposal ranking cannot be observed, and a near-tied swap moves a whole image's queries (export.compare_raw),
+    # so a share FP16_MIN_MATCHED of the reference detections must match, not all
+    frac = stats["matched"] / max(1, stats["compared"])
+    stats.update(ok=frac >= FP16_MIN_MATCHED, matched_fraction=round(frac, 4), min_matched_fraction=FP16_MIN_MATCHED)
     entry.update(passed=bool(stats["ok"]), check={
         "what": "rknn-toolkit2 simulator (FP16) vs onnxruntime on rknn_input.onnx, sample images, batch 1 each, "
                 "both post-processed by rtdetr_cpu.postprocess", "detections": stats,
