@@ -143,6 +143,14 @@ def test_model_and_weights_dispatch(rfdetr_run, session_workspace):
     assert "does not fit RF-DETR-N with 5 classes" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_another_input_size_than_trained_is_a_usage_error(rfdetr_run, session_workspace):
+    from toolbox import errors
+    from toolbox.export.api import export
+
+    with pytest.raises(errors.UsageError, match=rf"trained at {RF_SIZE} px .* --input-size {RF_SIZE}"):
+        export(run=RF_RUN, input_size=2 * RF_SIZE, name="rf-size", workspace=session_workspace, progress=False)
+
+
 def test_a_wrong_graph_fails_the_check_with_exit_3(rfdetr_run, session_workspace, monkeypatch):
     """Fault injection: post-processing that shifts every label by one is traced into the graph; the check
     must refuse it (exit 3), keep exports/<name>.failed/ with the report, and publish nothing."""

@@ -69,6 +69,11 @@ class RfdetrExportJob(ExportJob):
         if not Path(self.src.weights).is_file():
             raise InputError(f"weights file {self.src.weights} does not exist")
         torch.set_grad_enabled(False)
+        trained = trained_size(self.cfg, self.src.weights)
+        if trained is not None and trained != self.src.input_size:
+            raise UsageError(f"{self.src.weights} was trained at {trained} px and RF-DETR's DINOv2 position "
+                             f"embeddings are sized to it: export with --input-size {trained} (asked: "
+                             f"{self.src.input_size})")
         self.wrapper = load_checkpoint(self.cfg, self.src.num_classes, self.src.weights, input_size=self.src.input_size)
         self.model = torch_module(self.wrapper)
         env = self.report.data["environment"]
@@ -121,6 +126,22 @@ class RfdetrExportJob(ExportJob):
                              f"(RF-DETR normalises with ImageNet's)")
         interp = str(resize.get("interp") or "linear").lower()
         return {"mean": list(pre["mean"]), "std": list(pre["std"]), "interp": INTERP_ALIASES.get(interp, interp)}
+
+
+def trained_size(cfg: dict, weights: str) -> int | None:
+    """The square resolution a checkpoint's DINOv2 position embeddings were sized to (1 class token + (S/p)^2
+    patch tokens, p the variant's patch size), None when the checkpoint does not tell."""
+    import math
+
+    from .model import _default, config_class, read_checkpoint
+
+    pos = read_checkpoint(weights)["model"].get("backbone.0.encoder.encoder.embeddings.position_embeddings")
+    if pos is None or pos.ndim != 3:
+        return None
+    side = math.isqrt(int(pos.shape[1]) - 1)
+    if side * side != int(pos.shape[1]) - 1:
+        return None
+    return side * int(_default(config_class(cfg), "patch_size"))
 
 
 def trace_onnx(job, out_path: Path, *, raw_outputs: bool = False, raw_only: bool = False) -> Path:
