@@ -193,3 +193,27 @@ def test_init_from_a_run_starts_from_its_best_weights(session_workspace, tiny_da
     assert cfg["train"]["pretrained"] == str(best.resolve()) and cfg["train"]["init_from"] == rfdetr_run.name
     ev = events(run_dir)
     assert ev[0]["weights"] == {"pretrained": str(best.resolve())} and ev[-1]["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_early_stop_on_the_toolbox_ap(session_workspace, tmp_path):
+    """--early-stop-patience counts the toolbox's evaluations: with lr 0 the weights (and AP) never change,
+    so the second evaluation is no improvement and patience 1 stops the run after epoch 2 of 4 (rfdetr
+    pads a short epoch to 5 batches: batch 1 keeps that to 5 images)."""
+    import toolbox
+    from tests.fixtures.data import make_coco_dataset
+
+    data = make_coco_dataset(tmp_path / "two")  # 2 train images, 1 val image
+    run_dir = toolbox.train(dataset=str(data), model="RF-DETR-N", run="rfdetr-early", epochs=4, batch_size=1,
+                            grad_accum_steps=1, lr=0.0, input_size=RF_SIZE, pretrained="none", num_workers=0,
+                            early_stop_patience=1, log_interval=1,
+                            overrides=["train.multi_scale=false", "train.lr_encoder=0"],
+                            workspace=session_workspace, progress=False)
+    ev = events(run_dir)
+    evals = [e for e in ev if e["type"] == "eval"]
+    assert [e["epoch"] for e in evals] == [1, 2] and evals[0]["metrics"] == evals[1]["metrics"]
+    (stop,) = [e for e in ev if e["type"] == "early_stop"]
+    per_epoch = ev[0]["steps_per_epoch"]
+    assert stop["evaluations"] == 1 and stop["step"] == 2 * per_epoch and ev[0]["total_steps"] == 4 * per_epoch
+    assert [e["which"] for e in ev if e["type"] == "checkpoint"] == ["best", "last", "last"]
+    assert ev[-1]["status"] == "ok" and ev[-1]["step"] == 2 * per_epoch
