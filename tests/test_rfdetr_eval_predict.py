@@ -145,11 +145,15 @@ def test_cli_eval_and_predict_with_model_and_weights(session_workspace, rfdetr_r
     one = sorted((session_workspace.dataset_dir("tiny") / "images").glob("val_*.jpg"))[0]
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(ROOT))
     weights = str(rfdetr_run / "checkpoints" / "best" / "model.pth")
-    proc = subprocess.run([sys.executable, "-m", "toolbox", "--workspace", str(session_workspace.root), "predict",
-                           str(one), "--model", "RF-DETR-N", "--weights", weights, "--num-classes", "3",
-                           "--input-size", str(RF_SIZE), "--threshold", "0", "--out", str(tmp_path / "o")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    argv = ["--workspace", str(session_workspace.root), "predict", str(one), "--model", "RF-DETR-N", "--weights",
+            weights, "--num-classes", "3", "--input-size", str(RF_SIZE), "--threshold", "0", "--out",
+            str(tmp_path / "o")]
+    code = ("import sys; from toolbox.cli import main; rc = main(sys.argv[1:]); "
+            "print('PADDLE', 'paddle' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "PADDLE False" in proc.stdout  # an RF-DETR command never loads Paddle
     boxes = json.loads((tmp_path / "o" / f"{one.stem}.json").read_text())["boxes"]
     assert len(boxes) == 300 and boxes[0]["label"] in ("0", "1", "2")
     bad = subprocess.run([sys.executable, "-m", "toolbox", "--workspace", str(session_workspace.root), "eval",
