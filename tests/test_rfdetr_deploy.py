@@ -6,7 +6,8 @@ threshold would prove nothing; rfcore's 64 px run cannot be used at 128: its DIN
 sized to the training resolution), exported with formats onnx and rknn (rknn-toolkit2 converts the graph with GridSample
 and TopK on the CPU). The demos run with this interpreter (onnxruntime, OpenCV, numpy, PyYAML are all the
 demo needs); the fresh-venv and qemu runs of tests/test_deploy_python.py are not repeated for RF-DETR: the
-demo code is the same, only infer_cfg differs.
+demo code is the same, only infer_cfg differs. The linux-cpu-cpp demo is built with its zip's build.sh and
+run too (the C++ side of "the demos read mean/std/interp from infer_cfg").
 """
 from __future__ import annotations
 
@@ -137,3 +138,22 @@ def test_rk3588_python_demo_fallback_matches_pytorch(rf_zips, torch_reference, t
     assert "rknn-toolkit-lite2 is not installed" in err or "RKNN runtime unavailable" in err
     assert_same_detections(torch_reference["boxes"], got, torch_reference["threshold"], tol=torch_reference["tol"],
                            what="RF-DETR rk3588-python fallback")
+
+
+def test_linux_cpu_cpp_demo_matches_pytorch(rf_zips, torch_reference, tmp_path):
+    """The C++ demo reads the same infer_cfg (ImageNet mean/std, linear resize: src/common.cpp) and must find
+    the PyTorch model's detections too; built with the zip's own build.sh against its ONNX Runtime kit."""
+    from tests.conftest import require_tool
+
+    require_tool("cmake")
+    require_tool("g++")
+    root = extract_zip(rf_zips["linux-cpu-cpp"], tmp_path)
+    r = subprocess.run(["./build.sh"], cwd=root, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run(["./build/demo", "images/sample.png", "--model-dir", "model", "--threshold",
+                        f"{torch_reference['threshold'] - torch_reference['tol']:.6f}"], cwd=root,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    n = assert_same_detections(torch_reference["boxes"], demo_boxes(r.stdout), torch_reference["threshold"],
+                               tol=torch_reference["tol"], what="RF-DETR linux-cpu-cpp demo")
+    assert n >= 5
