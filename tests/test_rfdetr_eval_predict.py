@@ -130,6 +130,8 @@ def test_predict_writes_the_rtdetr_prediction_files(session_workspace, rfdetr_ru
     w, h = cv2.imread(str(one)).shape[1::-1]
     coords = np.array([b["coordinate"] for b in data["boxes"]])
     assert (coords[:, :2] >= 0).all() and (coords[:, 2] <= w + 1e-3).all() and (coords[:, 3] <= h + 1e-3).all()
+    # an untrained RF-DETR regresses some negative widths; rfdetr's PostProcess counts them as 0, never inverted
+    assert (coords[:, 2] >= coords[:, 0]).all() and (coords[:, 3] >= coords[:, 1]).all()
     scores = [b["score"] for b in data["boxes"]]
     assert scores == sorted(scores, reverse=True) and len(scores) == 300
     assert cv2.imread(str(tmp_path / "a" / f"{one.stem}.jpg")).shape[:2] == (h, w)

@@ -4,9 +4,10 @@
 boxes [B,K,4] x1y1x2y2 in original pixels clipped to the image, scores [B,K]) as numpy, K = 300, so
 toolbox.engine.predict.run writes the same JSON and drawings as for RT-DETR, and evaluation scores it the
 same way. Pre-processing is rfdetr's own predict(): [0,1] RGB, bilinear resize without antialiasing to
-SxS, ImageNet mean/std. Post-processing follows rfdetr's PostProcess (sigmoid, top-K over query x class)
-but over the dataset's classes only: rfdetr's head has one extra (background) logit at index
-num_classes, which is dropped so a class index is always the contract's (rank of the category id).
+SxS, ImageNet mean/std. Post-processing is rfdetr's PostProcess (sigmoid, top-K over query x class) over
+the dataset's classes only: rfdetr's head has one extra (background) logit at index num_classes, which
+is dropped so a class index is always the contract's (rank of the category id); the export's graph
+(toolbox.rfdetr.onnx_wrap) computes the same.
 """
 from __future__ import annotations
 
@@ -25,23 +26,17 @@ WEIGHTS = "model.pth"
 
 
 def postprocess(logits, boxes_cxcywh, sizes_wh, num_classes: int, num_top: int = NUM_TOP):
-    """(labels, boxes xyxy px, scores) torch tensors from raw outputs; sizes_wh: [B,2] (width, height)."""
-    import torch
+    """(labels, boxes xyxy px, scores) torch tensors [B,K..] from raw outputs; sizes_wh: [B,2] (width, height).
 
-    prob = logits[..., :num_classes].sigmoid()
-    b, q, c = prob.shape
-    flat = prob.reshape(b, q * c)
-    k = min(num_top, q * c)
-    order = torch.argsort(flat, dim=1, descending=True, stable=True)[:, :k]  # rfdetr's tie rule
-    scores = flat.gather(1, order)
-    query, labels = order // c, order % c
-    cx, cy, w, h = boxes_cxcywh.unbind(-1)
-    xyxy = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-    xyxy = xyxy.gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
-    wh = sizes_wh.to(xyxy.dtype)
-    scale = torch.stack([wh[:, 0], wh[:, 1], wh[:, 0], wh[:, 1]], dim=1)[:, None, :]
-    xyxy = torch.minimum((xyxy * scale).clamp_min(0.0), scale)
-    return labels, xyxy, scores
+    rfdetr's own PostProcess (what its predict() uses: sigmoid, top-K over query x class with its stable tie
+    rule, a negative regressed width counted as 0, boxes clamped to the image) on the foreground logits."""
+    import torch
+    from rfdetr.models.postprocess import PostProcess
+
+    fg = {"pred_logits": logits[..., :num_classes], "pred_boxes": boxes_cxcywh}
+    res = PostProcess(num_select=num_top)(fg, sizes_wh[:, [1, 0]])  # rfdetr takes (height, width)
+    return (torch.stack([r["labels"] for r in res]).to(torch.int64), torch.stack([r["boxes"] for r in res]),
+            torch.stack([r["scores"] for r in res]))
 
 
 def preprocess(images: Sequence[np.ndarray], input_size: int):
