@@ -47,10 +47,6 @@ def draw_boxes(image: Image.Image, boxes: Iterable[Sequence[float]], class_ids: 
     scores = list(scores) if scores is not None else None
     for i, (box, cid) in enumerate(zip(boxes, class_ids)):
         x1, y1, x2, y2 = [float(v) for v in box]
-        # a model may output an inverted (degenerate) box, e.g. an untrained RF-DETR's negative width:
-        # draw it as the rectangle it spans rather than fail (the numbers themselves stay as predicted)
-        x1, x2 = min(x1, x2), max(x1, x2)
-        y1, y2 = min(y1, y2), max(y1, y2)
         c = color(int(cid))
         draw.rectangle([x1, y1, x2, y2], outline=c, width=width)
         name = names[int(cid)] if 0 <= int(cid) < len(names) else str(cid)
