@@ -133,6 +133,10 @@ def test_bad_input_size_is_a_usage_error(session_workspace, tiny_dataset):
         toolbox.train(dataset=tiny_dataset, model="RF-DETR-N", run="rfdetr-bad-size", input_size=100,
                       pretrained="none", workspace=session_workspace, progress=False)
     assert not (session_workspace.runs / "rfdetr-bad-size").exists()  # refused before anything was written
+    with pytest.raises(UsageError, match="one device"):
+        toolbox.train(dataset=tiny_dataset, model="RF-DETR-N", run="rfdetr-bad-dev", device="gpu:0,1",
+                      pretrained="none", workspace=session_workspace, progress=False)
+    assert not (session_workspace.runs / "rfdetr-bad-dev").exists()
     with pytest.raises(UsageError, match="not an RF-DETR option"):
         toolbox.train(dataset=tiny_dataset, model="RF-DETR-N", run="rfdetr-bad-opt", sampling="discrete",
                       pretrained="none", workspace=session_workspace, progress=False)

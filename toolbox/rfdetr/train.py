@@ -164,7 +164,10 @@ def prepare(options: dict[str, Any], workspace: Workspace) -> tuple[Path, dict, 
 # ---------------------------------------------------------------------------------------------- entry
 def train(options: dict[str, Any], workspace: Workspace, progress: bool = True) -> Path:
     """Run an RF-DETR training job; returns the run folder. Raises ToolboxError subclasses on failure."""
+    from .predict import torch_device
+
     run_dir, cfg, resume = prepare(options, workspace)
+    torch_device(cfg["train"]["device"])  # a bad --device is a usage error before the run folder exists
     run_dir.mkdir(parents=True, exist_ok=True)
     record_job_output(workspace, run_dir)
     ckdir = run_dir / "checkpoints"
