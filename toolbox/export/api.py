@@ -18,6 +18,11 @@ when a check is beyond tolerance:
 The folder is built under a temporary name and renamed when complete, so exports/<name>/ is always
 a whole export; a failed export is kept as exports/<name>.failed/ (report and logs) for diagnosis.
 
+RF-DETR (a source whose pipelines/ config or run says `backend: rfdetr`) goes to toolbox/rfdetr/export.py
+(`_job_class`): the same driver, files and checks, with ONNX traced through rfdetr's own export path;
+formats onnx (its default) and rknn (converted as far as rknn-toolkit2 goes, the CPU operators reported);
+paddle, onnx-int8 and --fp16-onnx are usage errors for it.
+
 Where things are: source.py (what is exported), job.py (the driver and what the steps share), one module
 a format (paddle_export.py, onnx_export.py, onnx_int8_step.py, rknn_export.py), compare.py (how outputs are compared).
 """
