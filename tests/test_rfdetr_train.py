@@ -221,3 +221,24 @@ def test_early_stop_on_the_toolbox_ap(session_workspace, tmp_path):
     assert stop["evaluations"] == 1 and stop["step"] == 2 * per_epoch and ev[0]["total_steps"] == 4 * per_epoch
     assert [e["which"] for e in ev if e["type"] == "checkpoint"] == ["best", "last", "last"]
     assert ev[-1]["status"] == "ok" and ev[-1]["step"] == 2 * per_epoch
+
+
+@pytest.mark.slow
+def test_grad_accumulation_counts_optimizer_steps(session_workspace, tiny_dataset):
+    """--grad-accum-steps 2: a step is one optimizer update over two batches (Lightning's
+    accumulate_grad_batches), as for RT-DETR. rfdetr samples an epoch of at least 5 effective batches, so the
+    16 images give 5 steps an epoch here (20 images), not 4."""
+    from toolbox.rfdetr.model import read_checkpoint
+
+    import toolbox
+
+    run_dir = toolbox.train(dataset=tiny_dataset, model="RF-DETR-N", run="rfdetr-accum", max_steps=2, batch_size=2,
+                            grad_accum_steps=2, log_interval=1, input_size=RF_SIZE, pretrained="none",
+                            num_workers=0, overrides=["train.multi_scale=false"], workspace=session_workspace,
+                            progress=False)
+    ev = events(run_dir)
+    assert ev[0]["steps_per_epoch"] == 5 and ev[0]["effective_batch"] == 4
+    assert [e["step"] for e in ev if e["type"] == "log"] == [1, 2]
+    ckpt = read_checkpoint(run_dir / "checkpoints" / "last" / "model.pth")
+    assert ckpt["global_step"] == 2
+    assert ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 4  # 2 x 2 batches
