@@ -48,6 +48,8 @@ def test_run_folder_and_events_schema(rfdetr_run):
     for e in logs:
         assert set(e) >= {"epoch", "step", "total_steps", "losses", "lr", "images_per_s", "eta_s"}
         assert e["losses"]["loss"] > 0 and e["lr"] == pytest.approx(1e-4) and e["images_per_s"] > 0
+        # rfdetr's own loss terms of the last decoder layer, with its aux (_0..) and encoder (_enc) ones
+        assert {"loss_ce", "loss_bbox", "loss_giou", "loss_ce_enc"} <= set(e["losses"])
     (ev_eval,) = [e for e in ev if e["type"] == "eval"]
     assert list(ev_eval["metrics"]) == METRICS and ev_eval["step"] == RF_STEPS
     assert [c["class_id"] for c in ev_eval["per_class"]] == [0, 1, 2]

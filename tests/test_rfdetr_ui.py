@@ -82,3 +82,17 @@ def test_predict_page_loads_an_rfdetr_run(session_workspace, tiny_dataset, rfdet
     first, reused1, _ = predict_one(ws, cache, src, image, 0.0)
     second, reused2, _ = predict_one(ws, cache, src, image, 0.0)
     assert (reused1, reused2) == (False, True) and len(first["boxes"]) == 300 and first["boxes"] == second["boxes"]
+
+
+def test_live_curves_of_an_rfdetr_run(rfdetr_run):
+    """The Train page's curves read an RF-DETR run's events unchanged: total loss and the main terms, lr,
+    AP/AP50 at the evaluation."""
+    from types import SimpleNamespace
+
+    from toolbox.events import read_events
+    from toolbox.ui.curves import curves, series_of
+
+    view = SimpleNamespace(events=list(read_events(rfdetr_run / "events.jsonl")))  # what a JobView holds
+    loss, lr, ap = curves(view)
+    assert series_of(loss) == ["loss", "loss_bbox", "loss_ce", "loss_giou"]
+    assert len(lr) == 3 and series_of(ap) == ["AP", "AP50"]

@@ -23,10 +23,11 @@ import copy
 import json
 import logging
 import math
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..engine import config as C
 from ..errors import Cancelled, InputError, RuntimeFailure, ToolboxError, UsageError
@@ -263,7 +264,9 @@ def _fit(cfg: dict, run_dir: Path, events: EventLog, log: logging.Logger, resume
         warmup_epochs=float(t["warmup_epochs"]), clip_max_norm=float(t["clip_max_norm"]),
         multi_scale=bool(t["multi_scale"]), num_workers=int(t["num_workers"]), seed=seed,
         class_names=list(m["label_list"]), amp_dtype="auto" if t.get("amp") else None,
-        progress_bar=None, tensorboard=False, eval_interval=1, **extra)
+        progress_bar=None, tensorboard=False, eval_interval=1,
+        compact_train_metrics=False, train_log_on_step=True,  # per-step loss terms for the `log` events
+        **extra)
     with _random_init_encoder(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = RFDETRModelModule(model_config_, tc)
@@ -317,7 +320,23 @@ def _fit(cfg: dict, run_dir: Path, events: EventLog, log: logging.Logger, resume
 _MAPPED = {"epochs", "batch_size", "grad_accum_steps", "lr", "lr_encoder", "weight_decay", "ema_decay", "ema_tau",
            "warmup_epochs", "clip_max_norm", "multi_scale", "num_workers", "seed", "dataset_dir", "output_dir",
            "class_names", "progress_bar", "tensorboard", "eval_interval", "use_ema", "amp_dtype", "dataset_file",
-           "device", "resume"}
+           "device", "resume", "compact_train_metrics", "train_log_on_step"}
+
+
+_MAIN_TERM = re.compile(r"^loss_[a-z]+$")  # the last decoder layer's terms (aux: _0.._n, encoder: _enc)
+
+
+def _loss_terms(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """rfdetr's per-step loss terms of the batch just trained (`train/<term>_step`, unweighted, as its
+    criterion returns them) → {term: value}; the weighted total stays `loss`."""
+    out = {}
+    for key, value in metrics.items():
+        if key.startswith("train/loss_") and key.endswith("_step"):
+            try:
+                out[key[len("train/"):-len("_step")]] = float(value)
+            except (TypeError, ValueError):
+                continue
+    return out
 
 
 def _callback_base():
@@ -364,7 +383,7 @@ class ToolboxReport(_callback_base()):
         self.total_steps = total
         self.step = self.step0 = int(trainer.global_step)
         self.t0 = self.win_t = time.time()
-        self.win_images, self.win_loss, self.win_count = 0, 0.0, 0
+        self.win_images, self.win_loss, self.win_count, self.win_terms = 0, 0.0, 0, {}
         device = str(pl_module.device)
         self.events.write("start", run=self.run_dir.name, model=m["name"], dataset=self.cfg["data"]["name"],
                           total_steps=total, epochs=int(t["epochs"]), steps_per_epoch=self.steps_per_epoch,
@@ -391,6 +410,8 @@ class ToolboxReport(_callback_base()):
                 return
             self.win_loss += value
             self.win_count += 1
+            for name, v in _loss_terms(trainer.callback_metrics).items():
+                self.win_terms[name] = self.win_terms.get(name, 0.0) + v
         self.win_images += len(batch[1])
         step = int(trainer.global_step)
         if step == self.step:
@@ -436,13 +457,17 @@ class ToolboxReport(_callback_base()):
         ips = self.win_images / max(now - self.win_t, 1e-9)
         done = self.step - self.step0
         eta = (now - self.t0) / max(done, 1) * max(self.total_steps - self.step, 0)
-        loss = self.win_loss / max(self.win_count, 1)
+        n = max(self.win_count, 1)
+        loss = self.win_loss / n
+        terms = {k: round(v / n, 6) for k, v in sorted(self.win_terms.items())}
         epoch = int(trainer.current_epoch) + 1
         self.events.write("log", epoch=epoch, step=self.step, total_steps=self.total_steps,
-                          losses={"loss": round(loss, 6)}, lr=lr, images_per_s=round(ips, 3), eta_s=round(eta, 1))
+                          losses={"loss": round(loss, 6), **terms}, lr=lr, images_per_s=round(ips, 3),
+                          eta_s=round(eta, 1))
         self.runlog.info(f"epoch {epoch} step {self.step}/{self.total_steps} loss {loss:.4f} lr {lr:.3e} "
-                      f"{ips:.2f} img/s eta {eta:.0f}s")
-        self.win_t, self.win_images, self.win_loss, self.win_count = now, 0, 0.0, 0
+                         f"{ips:.2f} img/s eta {eta:.0f}s "
+                         + " ".join(f"{k} {v:.4f}" for k, v in terms.items() if _MAIN_TERM.match(k)))
+        self.win_t, self.win_images, self.win_loss, self.win_count, self.win_terms = now, 0, 0.0, 0, {}
 
     def _weights(self, trainer, pl_module) -> dict:
         """The weights to use: the EMA average when EMA is on, else the live model's (copies)."""
