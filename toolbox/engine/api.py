@@ -3,6 +3,9 @@
     run_dir = toolbox.train(dataset="bccd", model="RT-DETR-R18", epochs=20, pretrained="none")
     report  = toolbox.evaluate(run=run_dir.name)            # runs/<run>/eval/metrics.json
     results = toolbox.predict(["photo.jpg"], run=run_dir.name, threshold=0.4)
+
+An RF-DETR model (pipelines/ `backend: rfdetr`) or run goes to toolbox.rfdetr (the official rfdetr package):
+`_family` below is the one place that decides, for the CLI and the web UI alike.
 """
 from __future__ import annotations
 

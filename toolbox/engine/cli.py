@@ -10,6 +10,7 @@ examples:
   python -m toolbox train --dataset bccd --model RT-DETR-R18 --pretrained none --max-steps 20   # smoke run
   python -m toolbox train --run my-run --resume                      # continue a run exactly
   python -m toolbox train --dataset bccd --model RT-DETRv2-R18 --init-from my-run --sampling discrete
+  python -m toolbox train --dataset bccd --model RF-DETR-N --epochs 20 --batch-size 4 --grad-accum-steps 4  # rfdetr
   python -m toolbox train --dataset bccd --model RT-DETR-R50 --device gpu:0,1 --amp   # 2 GPUs (launcher)
   python -m paddle.distributed.launch --nproc_per_node 2 toolbox/engine/launch_entry.py train ...  # by hand
 
