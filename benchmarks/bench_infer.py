@@ -1,4 +1,4 @@
-"""CPU inference latency of an exported RT-DETR-R18: onnxruntime and Paddle Inference, batch 1.
+"""CPU inference latency of exports (RT-DETR-R18; RF-DETR-N with --rfdetr): onnxruntime and Paddle Inference, batch 1.
 
     .venv/bin/python benchmarks/bench_infer.py [--sizes 640 320] [--runs 50] [--paddle-runs 50]
         [--weights PATH.pdparams --num-classes N] [--workspace DIR] [--threads T]
@@ -17,6 +17,14 @@ are upper bounds, and a ratio is trustworthy only when the load stayed steady.
 
     .venv/bin/python benchmarks/bench_infer.py --int8 [--sizes 640] [--runs 30] [--calib-size 200]
         [--dataset DIR] [--max-ap-drop 0.010]
+
+    .venv/bin/python benchmarks/bench_infer.py --rfdetr [--sizes 384] [--runs 50] [--threads T]
+
+--rfdetr (issue 15) exports RF-DETR-N (random-initialised, class head seeded: toolbox/rfdetr/seeded.py;
+nothing downloaded) and RT-DETR-R18 (the weights above) at the same input size (default 384, RF-DETR-N's
+own), each with its export check, then times the two model.onnx files with --compare's alternating loop
+(batch 1, the same seeded input, median of --runs >= 30) and prints both medians and the ratio RF-DETR-N /
+RT-DETR-R18. Both graphs include their post-processing (the contract's signature).
 
 --int8 (issue 16) exports `--formats onnx-int8` (the FP32 model.onnx and model_int8.onnx of one export,
 calibrated on the train split of --dataset, default the built-in demo set generated at its default
@@ -66,6 +74,8 @@ def main() -> int:
     ap.add_argument("--compare", nargs=2, metavar=("A.onnx", "B.onnx"),
                     help="time two ONNX exports alternately in this process and print the ratio B/A")
     add_int8_args(ap)
+    ap.add_argument("--rfdetr", action="store_true",
+                    help="ONNX latency of RF-DETR-N vs RT-DETR-R18 at the same size (default 384), one run")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads or os.cpu_count() or 1))
     if args.compare:
@@ -93,6 +103,8 @@ def main() -> int:
           f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     if args.int8:
         return int8_main(args, ws, weights)
+    if args.rfdetr:
+        return rfdetr_main(args, ws, weights)
     rows = []
     for size in args.sizes:
         t0 = time.time()
@@ -186,6 +198,48 @@ def compare_main(a: str, b: str, runs: int, threads: int | None) -> int:
           f"shared machine cannot steal; with --threads 1 it is the work each graph does)")
     print(f"load average: {r['load_before']:.1f} before, {r['load_after']:.1f} after (a shared CPU inflates both "
           f"medians; the ratio holds while the load is steady)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- --rfdetr
+RFDETR_DEFAULT_SIZES = [384]   # RF-DETR-N's default resolution (rfdetr's RFDETRNanoConfig)
+
+
+def rfdetr_main(args, ws: Path, weights: str) -> int:
+    """RT-DETR-R18 and RF-DETR-N exported at each size, their model.onnx timed alternately (compare_exports)."""
+    from toolbox.export.api import export
+    from toolbox.rfdetr.seeded import write_seeded_checkpoint
+
+    sizes = RFDETR_DEFAULT_SIZES if args.sizes == [640, 320] else args.sizes
+    rows = []
+    for size in sizes:
+        paths = {}
+        for model in ("RT-DETR-R18", "RF-DETR-N"):
+            name = f"bench-{model.lower()}-{size}"
+            d = ws / "exports" / name
+            if not (args.reuse and (d / "model.onnx").is_file()):
+                t0 = time.time()
+                if model == "RF-DETR-N":
+                    w, samples = write_seeded_checkpoint(model, ws / f"seed-{size}", num_classes=args.num_classes,
+                                                         input_size=size)
+                    d = export(model=model, weights=str(w), num_classes=args.num_classes, name=name, input_size=size,
+                               samples=samples, workspace=ws, progress=False)
+                else:
+                    d = export(model=model, weights=weights, num_classes=args.num_classes, name=name,
+                               input_size=size, formats=("paddle", "onnx"), workspace=ws, progress=False)
+                print(f"exported {model} {size}: {d} in {time.time() - t0:.0f} s", flush=True)
+            paths[model] = d / "model.onnx"
+        r = compare_exports(paths["RT-DETR-R18"], paths["RF-DETR-N"], max(args.runs, COMPARE_MIN_RUNS),
+                            args.threads or None)
+        rows.append((size, r))
+        print(f"  {size}: RT-DETR-R18 {r['median_a_ms']:.1f} ms, RF-DETR-N {r['median_b_ms']:.1f} ms, "
+              f"ratio {r['ratio']:.2f}", flush=True)
+    print(f"\ncpus: {os.cpu_count()}; threads: {args.threads or 'onnxruntime default'}; batch 1, alternating runs; "
+          f"load average after: {os.getloadavg()[0]:.1f} (a shared CPU inflates both medians)")
+    print(f"{'size':>6}{'R18 ms':>10}{'RF-N ms':>10}{'RF-N/R18':>10}{'R18 cpu ms':>12}{'RF-N cpu ms':>13}{'runs':>6}")
+    for size, r in rows:
+        print(f"{size:>6}{r['median_a_ms']:>10.1f}{r['median_b_ms']:>10.1f}{r['ratio']:>10.2f}{r['cpu_a_ms']:>12.1f}"
+              f"{r['cpu_b_ms']:>13.1f}{r['runs']:>6}")
     return 0
 
 

@@ -12,8 +12,11 @@ command -v "$PY" >/dev/null || PY=python3
 export PIP_CONSTRAINT="$PWD/constraints.txt"
 python -m pip install -q --upgrade "pip<26"
 python -m pip install -q -r requirements.txt
-# rknn-toolkit2 imports torch at start-up; torch==2.13.0 resolves to a CPU build here.
-python -m pip show torch >/dev/null 2>&1 || python -m pip install -q torch==2.13.0
+# torch: RF-DETR's framework (rfdetr), and rknn-toolkit2 imports it at start-up. 2.14.1 + torchvision 0.29.1
+# are a matched pair (torchvision built for another torch fails: "operator torchvision::nms does not exist").
+python -m pip install -q torch==2.14.1 torchvision==0.29.1
+# RF-DETR through the official rfdetr package, held to constraints.txt like everything else
+python -m pip install -q -r requirements-rfdetr.txt
 python -m pip show rknn-toolkit2 >/dev/null 2>&1 || python -m pip install -q --no-deps rknn-toolkit2==2.5.0
 if [ "${1:-}" = "--test" ]; then
   python -m pip install -q -r requirements-test.txt

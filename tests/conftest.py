@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# Nothing downloads at test time: the model hubs' offline switches, set before rfdetr/transformers load,
+# turn a hidden download (RF-DETR weights, the DINOv2 backbone) into a test failure.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TOOLBOX_SHARED", ROOT.parent / "shared"))
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -17,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.engine",
     "tests.fixtures.export",
     "tests.fixtures.deploy",
+    "tests.rfdetr_support",
 ]
 
 

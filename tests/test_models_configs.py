@@ -14,11 +14,19 @@ from toolbox.models import build_model, list_models, load_config, model_names
 
 ZOO = ["RT-DETR-R18", "RT-DETR-R34", "RT-DETR-R50", "RT-DETR-R101", "RT-DETR-L", "RT-DETR-X",
        "RT-DETRv2-R18", "RT-DETRv2-R34", "RT-DETRv2-R50", "RT-DETRv2-R101"]
+RF_ZOO = ["RF-DETR-N", "RF-DETR-S", "RF-DETR-M", "RF-DETR-B", "RF-DETR-L"]  # backend: rfdetr
 DECODER_LAYERS = {"RT-DETR-R18": 3, "RT-DETR-R34": 4, "RT-DETRv2-R18": 3, "RT-DETRv2-R34": 4}
 
 
 def test_pipelines_hold_the_zoo_and_tiny_test():
-    assert sorted(model_names()) == sorted(ZOO + ["tiny-test"])
+    assert sorted(model_names()) == sorted(ZOO + RF_ZOO + ["tiny-test"])
+
+
+@pytest.mark.parametrize("name", RF_ZOO)
+def test_rfdetr_configs_are_refused_by_the_paddle_engine(name):
+    """An rfdetr pipelines/ file must not half-build as a Paddle model: the error names the backend."""
+    with pytest.raises(UsageError, match="backend: rfdetr"):
+        load_config(name)
 
 
 @pytest.mark.parametrize("name", ZOO + ["tiny-test"])
@@ -44,7 +52,10 @@ def test_every_config_builds(name):
 
 
 def test_zoo_table():
-    rows = list_models()
+    rows = [r for r in list_models() if r["backend"] == "paddle"]
+    rf = [r for r in list_models() if r["backend"] == "rfdetr"]
+    assert sorted(r["name"] for r in rf) == sorted(RF_ZOO)
+    assert {r["name"]: r["ap"] for r in rf}["RF-DETR-N"] == 48.4  # rfdetr 1.11.2 README
     assert [r["name"] for r in rows] == [
         "RT-DETR-R18", "RT-DETR-R34", "RT-DETR-L", "RT-DETR-R50", "RT-DETR-X", "RT-DETR-R101",
         "RT-DETRv2-R18", "RT-DETRv2-R34", "RT-DETRv2-R50", "RT-DETRv2-R101"]

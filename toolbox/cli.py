@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     args.workspace = Workspace(getattr(args, "workspace", None))
     job = _JobRecord(args.command, argv, args.workspace) if args.command in JOB_KINDS else None
-    if args.command in PADDLE_COMMANDS:
+    if args.command in PADDLE_COMMANDS and _needs_paddle(args):
         import paddle  # noqa: F401 - importing Paddle installs its own SIGTERM handler: load it first
     signal.signal(signal.SIGTERM, _raise_interrupt)  # UI cancel and `kill` end a job like Ctrl-C
     try:
@@ -96,6 +96,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if job:
         job.finish(code, None)
     return code
+
+
+def _needs_paddle(args) -> bool:
+    """False for train/eval/predict of an RF-DETR model or run (toolbox.rfdetr: a torch-only process)."""
+    if args.command not in ("train", "eval", "predict") or getattr(args, "export", None):
+        return True
+    try:
+        from .rfdetr.dispatch import family
+
+        return family(args.workspace, model=getattr(args, "model", None), config=getattr(args, "config", None),
+                      run=getattr(args, "run", None), resume=getattr(args, "resume", None)) != "rfdetr"
+    except Exception:  # noqa: BLE001 - unsure: load Paddle as before; the command reports the real problem
+        return True
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001

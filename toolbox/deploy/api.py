@@ -55,8 +55,11 @@ def deploy(export: str | os.PathLike, target: str | list[str] = "all", out: str 
                              f"with `python -m toolbox export ... --formats onnx-int8`")
         stages = _stages_for(t, cfg, int8=use_int8)
         if stages is None:
+            rf = str(cfg.get("arch", "")).upper().startswith("RF-DETR")
             msg = (f"export {export_dir} has no RKNN model for {t.name}; re-export with "
-                   f"`python -m toolbox export ... --formats paddle,onnx,rknn`")
+                   f"`python -m toolbox export ... --formats {'onnx,rknn' if rf else 'paddle,onnx,rknn'}`"
+                   + (" (if it was asked for, export_report.json says why rknn-toolkit2 did not convert it)"
+                      if rf else ""))
             if explicit:
                 raise InputError(msg)
             print(f"warning: skipping {t.name}: {msg}", file=sys.stderr)

@@ -3,6 +3,9 @@
     run_dir = toolbox.train(dataset="bccd", model="RT-DETR-R18", epochs=20, pretrained="none")
     report  = toolbox.evaluate(run=run_dir.name)            # runs/<run>/eval/metrics.json
     results = toolbox.predict(["photo.jpg"], run=run_dir.name, threshold=0.4)
+
+An RF-DETR model (pipelines/ `backend: rfdetr`) or run goes to toolbox.rfdetr (the official rfdetr package):
+`_family` below is the one place that decides, for the CLI and the web UI alike.
 """
 from __future__ import annotations
 
@@ -22,6 +25,13 @@ def _ws(workspace: Workspace | str | os.PathLike | None) -> Workspace:
     return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
 
 
+def _family(ws: Workspace, **what) -> str:
+    """paddle (RT-DETR, this engine) or rfdetr (toolbox.rfdetr): the one place train/eval/predict dispatch."""
+    from ..rfdetr.dispatch import family
+
+    return family(ws, **what)
+
+
 def train(dataset: str | None = None, model: str | None = None, *, config: str | None = None, run: str | None = None,
           epochs: int | None = None, max_steps: int | None = None, batch_size: int | None = None,
           grad_accum_steps: int | None = None, lr: float | None = None, warmup_steps: int | None = None,
@@ -37,19 +47,24 @@ def train(dataset: str | None = None, model: str | None = None, *, config: str |
     checkpoint; a path continues that checkpoint. Several GPUs need the launcher: use the CLI
     (`--device gpu:0,1`) or `python -m paddle.distributed.launch`.
     """
-    from . import distributed as D
-    from .train import train as _train
-
-    if device and D.needs_launch(device):
-        raise UsageError(f"device {device}: several GPUs need paddle.distributed.launch; run "
-                         f"`python -m toolbox train --device {device} ...` (it starts the launcher)")
     options = dict(dataset=dataset, model=model, config=config, run=run, epochs=epochs, max_steps=max_steps,
                    batch_size=batch_size, grad_accum_steps=grad_accum_steps, lr=lr, warmup_steps=warmup_steps,
                    pretrained=pretrained, resume=resume, init_from=init_from, sampling=sampling, device=device,
                    amp=amp or None, input_size=input_size, num_workers=num_workers, eval_interval=eval_interval,
                    save_interval=save_interval, log_interval=log_interval,
                    early_stop_patience=early_stop_patience, seed=seed, overrides=list(overrides or ()))
-    return _train(options, _ws(workspace), progress=progress)
+    ws = _ws(workspace)
+    if _family(ws, model=model, config=config, run=run, resume=resume) == "rfdetr":
+        from ..rfdetr.train import train as _rf_train
+
+        return _rf_train(options, ws, progress=progress)
+    from . import distributed as D
+    from .train import train as _train
+
+    if device and D.needs_launch(device):
+        raise UsageError(f"device {device}: several GPUs need paddle.distributed.launch; run "
+                         f"`python -m toolbox train --device {device} ...` (it starts the launcher)")
+    return _train(options, ws, progress=progress)
 
 
 def load_model_for_inference(*, run: str | None, model: str | None, weights: str | None,
@@ -120,13 +135,19 @@ def evaluate(run: str | None = None, *, model: str | None = None, weights: str |
     Writes runs/<run>/eval/: metrics.json (the eval event + pr_curves/ and vis/ paths), pr_curves/*.png,
     vis/*.jpg, events.jsonl. With `model`, the folder is runs/eval-<model>-<time>/eval/.
     """
+    ws = _ws(workspace)
+    if _family(ws, model=model, run=run) == "rfdetr":
+        from ..rfdetr.evaluate import evaluate as _rf_evaluate
+
+        return _rf_evaluate(run, model=model, weights=weights, dataset=dataset, split=split, input_size=input_size,
+                            batch_size=batch_size, device=device, vis_count=vis_count, threshold=threshold,
+                            workspace=ws, progress=progress)
     from ..data.loader import CocoDetection, dataset_labels
     from . import distributed as D
     from .evaluate import run_eval
 
     from .train import catch_sigterm
 
-    ws = _ws(workspace)
     D.setup_device(device, amp=False)
     catch_sigterm()  # importing Paddle replaced the CLI's SIGTERM handler: cancel must still end as 130
     if run:
@@ -223,16 +244,21 @@ def predict(inputs: str | Path | Iterable[str | Path], *, run: str | None = None
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     files = P.expand_inputs(inputs)
+    label_list = None
+    if labels and not export:
+        lp = Path(labels).expanduser()
+        if not lp.is_file():
+            raise UsageError(f"--labels {labels}: no such file")
+        label_list = [ln.strip() for ln in lp.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if export:
         predictor = P.export_predictor(ws.export_dir(export), backend)
+    elif _family(ws, model=model, run=run) == "rfdetr":
+        from ..rfdetr.predict import predictor as rf_predictor
+
+        predictor = rf_predictor(run=run, model=model, weights=weights, workspace=ws, input_size=input_size,
+                                 label_list=label_list, num_classes=num_classes, device=device)
     else:
         D.setup_device(device, amp=False)
-        label_list = None
-        if labels:
-            lp = Path(labels).expanduser()
-            if not lp.is_file():
-                raise UsageError(f"--labels {labels}: no such file")
-            label_list = [ln.strip() for ln in lp.read_text(encoding="utf-8").splitlines() if ln.strip()]
         net, names, size, _, _ = load_model_for_inference(run=run, model=model, weights=weights, workspace=ws,
                                                           input_size=input_size, label_list=label_list,
                                                           num_classes=num_classes)

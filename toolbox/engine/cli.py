@@ -10,6 +10,7 @@ examples:
   python -m toolbox train --dataset bccd --model RT-DETR-R18 --pretrained none --max-steps 20   # smoke run
   python -m toolbox train --run my-run --resume                      # continue a run exactly
   python -m toolbox train --dataset bccd --model RT-DETRv2-R18 --init-from my-run --sampling discrete
+  python -m toolbox train --dataset bccd --model RF-DETR-N --epochs 20 --batch-size 4 --grad-accum-steps 4  # rfdetr
   python -m toolbox train --dataset bccd --model RT-DETR-R50 --device gpu:0,1 --amp   # 2 GPUs (launcher)
   python -m paddle.distributed.launch --nproc_per_node 2 toolbox/engine/launch_entry.py train ...  # by hand
 
@@ -26,15 +27,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _train(sub, common) -> None:
-    p = sub.add_parser("train", parents=[common], help="train an RT-DETR model on a workspace dataset",
-                       description="Train (or fine-tune) an RT-DETR detector. Writes runs/<run>/ with config.yaml, "
+    p = sub.add_parser("train", parents=[common], help="train an RT-DETR or RF-DETR model on a workspace dataset",
+                       description="Train (or fine-tune) an RT-DETR (Paddle) or RF-DETR (rfdetr, PyTorch) detector; "
+                                   "the model's pipelines/ file says which (backend). Writes runs/<run>/ with config.yaml, "
                                    "events.jsonl, train.log and checkpoints/{last,best}/.",
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to train")
     g.add_argument("--dataset", metavar="NAME|DIR", help="a dataset imported with `check` (name in workspace/"
                    "datasets/) or a folder in the PaddleX COCO layout")
     m = g.add_mutually_exclusive_group()
-    m.add_argument("--model", metavar="NAME", help="a model of pipelines/ (e.g. RT-DETR-R18, RT-DETRv2-R50)")
+    m.add_argument("--model", metavar="NAME", help="a model of pipelines/ (e.g. RT-DETR-R18, RT-DETRv2-R50, RF-DETR-N)")
     m.add_argument("--config", metavar="FILE", help="a model YAML file instead of a pipelines/ name")
     g.add_argument("--run", metavar="NAME", help="run name: folder under workspace/runs/ (default: MODEL-DATE-TIME)")
     g.add_argument("-o", "--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -60,7 +62,8 @@ def _train(sub, common) -> None:
     w.add_argument("--init-from", metavar="RUN|PATH",
                    help="start from another run's (best) weights or a checkpoint, weights only")
     h = p.add_argument_group("model and hardware")
-    h.add_argument("--input-size", type=int, metavar="S", help="square training/eval size, a multiple of 32")
+    h.add_argument("--input-size", type=int, metavar="S", help="square training/eval size: a multiple of 32 (RT-DETR) or of the RF-DETR "
+                   "size's patch size x windows, read from the installed rfdetr (an invalid size names the multiple)")
     h.add_argument("--sampling", choices=("grid", "discrete"),
                    help="decoder cross-attention sampling: grid (grid_sample) or discrete (RT-DETRv2, NPU-friendly)")
     h.add_argument("--device", default=None, metavar="cpu|gpu|gpu:0,1",
@@ -85,7 +88,7 @@ def _eval(sub, common) -> None:
     p.add_argument("--run", metavar="NAME", help="a training run (its config says model, classes, input size)")
     p.add_argument("--model", metavar="NAME", help="a pipelines/ model, with --weights PATH and --dataset")
     p.add_argument("--weights", default=None, metavar="best|last|PATH",
-                   help="which weights: a run's best (default) or last checkpoint, or a checkpoint folder/.pdparams")
+                   help="which weights: a run's best (default) or last checkpoint, or a checkpoint folder/.pdparams (RF-DETR: model.pth)")
     p.add_argument("--dataset", metavar="NAME|DIR", help="dataset (default: the run's)")
     p.add_argument("--split", default="val", choices=("val", "test", "train"), help="split to evaluate (default val)")
     p.add_argument("--input-size", type=int, metavar="S", help="evaluation size (default: the run's)")
@@ -129,11 +132,18 @@ def run_train(args) -> int:
         "dataset", "model", "config", "run", "overrides", "epochs", "max_steps", "batch_size", "grad_accum_steps",
         "lr", "warmup_steps", "seed", "pretrained", "resume", "init_from", "input_size", "sampling", "device",
         "amp", "num_workers", "eval_interval", "save_interval", "log_interval", "early_stop_patience")}
-    if args.device and D.needs_launch(args.device):
-        return _relaunch(args, opts)
+    if args.device and D.needs_launch(args.device) and not _is_rfdetr(args, opts):
+        return _relaunch(args, opts)  # (RF-DETR: one device; toolbox.rfdetr says so for gpu:0,1)
     run_dir = train(workspace=args.workspace, progress=not args.no_progress, **opts)
     print(run_dir)
     return 0
+
+
+def _is_rfdetr(args, opts) -> bool:
+    from .api import _family
+
+    return _family(args.workspace, model=opts.get("model"), config=opts.get("config"), run=opts.get("run"),
+                   resume=opts.get("resume")) == "rfdetr"
 
 
 def _relaunch(args, opts) -> int:

@@ -18,6 +18,11 @@ when a check is beyond tolerance:
 The folder is built under a temporary name and renamed when complete, so exports/<name>/ is always
 a whole export; a failed export is kept as exports/<name>.failed/ (report and logs) for diagnosis.
 
+RF-DETR (a source whose pipelines/ config or run says `backend: rfdetr`) goes to toolbox/rfdetr/export.py
+(`_job_class`): the same driver, files and checks, with ONNX traced through rfdetr's own export path;
+formats onnx (its default) and rknn (converted as far as rknn-toolkit2 goes, the CPU operators reported);
+paddle, onnx-int8 and --fp16-onnx are usage errors for it.
+
 Where things are: source.py (what is exported), job.py (the driver and what the steps share), one module
 a format (paddle_export.py, onnx_export.py, onnx_int8_step.py, rknn_export.py), compare.py (how outputs are compared).
 """
@@ -37,12 +42,13 @@ from .job import VAL_LIMIT, ExportJob
 from .source import Source, named_dataset, resolve_source  # noqa: F401 - Source is part of this module's API
 
 FORMATS = ("paddle", "onnx", "onnx-int8", "rknn")
+DEFAULT_FORMATS = {"paddle": ("paddle", "onnx"), "rfdetr": ("onnx",)}   # by Source.backend
 RKNN_QUANT = ("fp16", "int8")
 
 
 def export(run: str | None = None, weights: str = "best", model: str | None = None, num_classes: int | None = None,
            labels: str | os.PathLike | Sequence[str] | None = None, name: str | None = None,
-           formats: Sequence[str] | str = ("paddle", "onnx"), input_size: int | None = None, fp16_onnx: bool = False,
+           formats: Sequence[str] | str | None = None, input_size: int | None = None, fp16_onnx: bool = False,
            rknn_quant: str = "fp16", calib_size: int | None = None, workspace: str | os.PathLike | Workspace | None = None,
            samples: Sequence[str | os.PathLike] | None = None, draw_threshold: float = 0.5,
            val_limit: int | None = VAL_LIMIT, progress: bool = True, dataset: str | None = None,
@@ -53,16 +59,28 @@ def export(run: str | None = None, weights: str = "best", model: str | None = No
     (path or URL) + num_classes [+ labels: a file with one name a line, or a list]. `samples`: image
     files for the checks (default: the run's val images). `dataset`: a workspace dataset for calibration
     and accuracy images when the weights come without a run. `calib_size`: INT8 calibration images (default
-    32 for rknn, 200 for onnx-int8). Raises ToolboxError subclasses (exit codes).
+    32 for rknn, 200 for onnx-int8). `formats` None: the family's default (RT-DETR paddle,onnx; RF-DETR
+    onnx, the only format it has besides rknn). Raises ToolboxError subclasses (exit codes).
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    fmts = parse_formats(formats)
+    if formats is not None:
+        parse_formats(formats)  # a typo is a usage error before the source is even looked at
     if rknn_quant not in RKNN_QUANT:
         raise UsageError(f"--rknn-quant must be one of {', '.join(RKNN_QUANT)}, got '{rknn_quant}'")
     if calib_size is not None and calib_size < 1:
         raise UsageError(f"--calib-size must be >= 1, got {calib_size}")
     src = resolve_source(ws, run=run, weights=weights, model=model, num_classes=num_classes, labels=labels,
                          input_size=input_size)
+    job_class = _job_class(src)
+    fmts = parse_formats(formats if formats is not None else DEFAULT_FORMATS[src.backend])
+    if src.backend == "rfdetr":
+        from ..rfdetr.export import check_formats
+
+        check_formats(fmts)
+        if fp16_onnx:
+            raise UsageError("--fp16-onnx is for the RT-DETR family for now; RF-DETR exports FP32 model.onnx")
+        if rknn_quant == "int8":
+            raise UsageError("--rknn-quant int8 is for the RT-DETR family; RF-DETR's RKNN attempt is FP16")
     if dataset:
         src.dataset_dir = named_dataset(ws, dataset)
     if "onnx-int8" in fmts and src.dataset_dir is None:
@@ -84,7 +102,7 @@ def export(run: str | None = None, weights: str = "best", model: str | None = No
     recover_dir(target)
     record_job_output(ws, target)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=ws.exports))
-    job = ExportJob(ws, src, name, fmts, staging, fp16_onnx=fp16_onnx, rknn_quant=rknn_quant, calib_size=calib_size,
+    job = job_class(ws, src, name, fmts, staging, fp16_onnx=fp16_onnx, rknn_quant=rknn_quant, calib_size=calib_size,
                      samples=samples, draw_threshold=draw_threshold, val_limit=val_limit, progress=progress,
                      int8_max_ap_drop=int8_max_ap_drop)
     try:
@@ -107,6 +125,15 @@ def export(run: str | None = None, weights: str = "best", model: str | None = No
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(ws.exports / f"{name}.failed", ignore_errors=True)
     return target
+
+
+def _job_class(src: Source) -> type[ExportJob]:
+    """The export driver of the source's family: RT-DETR's ExportJob, or RF-DETR's (toolbox/rfdetr/export.py)."""
+    if src.backend == "rfdetr":
+        from ..rfdetr.export import RfdetrExportJob
+
+        return RfdetrExportJob
+    return ExportJob
 
 
 def _publish_modes(folder: Path) -> None:

@@ -23,7 +23,8 @@ def register(sub, common) -> None:
     src.add_argument("--labels", help="file with one class name a line (default: the run's; class_0.. otherwise)")
     out = p.add_argument_group("output")
     out.add_argument("--name", help="export name (default: the run's, or the weights file's stem)")
-    out.add_argument("--formats", default="paddle,onnx", help="comma separated: paddle,onnx,onnx-int8,rknn (default paddle,onnx); onnx-int8 writes "
+    out.add_argument("--formats", default=None, help="comma separated: paddle,onnx,onnx-int8,rknn (default paddle,onnx; "
+                          "RF-DETR: onnx, its only format besides rknn); onnx-int8 writes "
                           "model_int8.onnx for CPUs (adds onnx, its FP32 reference)")
     out.add_argument("--input-size", type=int, help="square input size S (default: the run's / model's)")
     out.add_argument("--fp16-onnx", action="store_true", help="also write model_fp16.onnx (GPUs)")

@@ -34,8 +34,13 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     y2 = np.minimum(box[3], boxes[:, 3])
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     union = _area(box) + _area(boxes) - inter
-    # two identical empty boxes (clipped to an image edge) count as a perfect match
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), np.all(box == boxes, axis=1).astype(float))
+    # two empty boxes (clipped to an image edge, or a regressed size of 0) at the same place count as a perfect
+    # match: their IoU is undefined, and float32 rounding of pixel coordinates (< 1e4 px) stays under 1e-3 px
+    same = np.all(np.abs(box - boxes) <= EMPTY_BOX_ATOL, axis=1)
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), same.astype(float))
+
+
+EMPTY_BOX_ATOL = 1e-3  # pixels
 
 
 def _area(b: np.ndarray) -> np.ndarray:

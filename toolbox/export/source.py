@@ -21,7 +21,7 @@ from ..workspace import Workspace
 class Source:
     """What is exported: a model definition, its weights and its labels."""
 
-    model: str                      # build_model's name_or_yaml
+    model: str                      # build_model's name_or_yaml (rfdetr: the pipelines/ name or YAML)
     model_name: str
     arch: str
     num_classes: int
@@ -33,9 +33,10 @@ class Source:
     run: str | None = None
     dataset_dir: Path | None = None
     default_name: str = "export"
+    backend: str = "paddle"         # the family (CONTRACTS "Models"): paddle (RT-DETR) or rfdetr
 
     def describe(self) -> dict:
-        return {"run": self.run, "model": self.model_name, "weights": self.weights, "num_classes": self.num_classes,
+        return {"run": self.run, "model": self.model_name, "backend": self.backend, "weights": self.weights, "num_classes": self.num_classes,
                 "input_size": self.input_size, "sampling": self.sampling,
                 "dataset": str(self.dataset_dir) if self.dataset_dir else None}
 
@@ -60,6 +61,17 @@ def resolve_source(ws: Workspace, *, run: str | None, weights: str, model: str |
     raise UsageError("nothing to export: give --run NAME, or --model NAME --weights PATH --num-classes N")
 
 
+def model_backend(model: str | os.PathLike) -> str:
+    """The family of a pipelines/ name or YAML (its `backend` key; paddle when unreadable or absent), read
+    without validating, since the Paddle validator refuses RF-DETR configs by design."""
+    from ..models.config import backend, config_path, read_yaml
+
+    try:
+        return backend(read_yaml(config_path(model)))
+    except ToolboxError:
+        return "paddle"
+
+
 def _run_source(ws: Workspace, run: str, weights: str, labels: Any, input_size: int | None) -> Source:
     import yaml
 
@@ -69,13 +81,15 @@ def _run_source(ws: Workspace, run: str, weights: str, labels: Any, input_size: 
         raise InputError(f"{cfg_path} is missing: '{run}' is not a finished training run folder")
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     m = cfg.get("model") or {}
+    family = str(m.get("backend") or model_backend(str(m.get("source") or m.get("name") or m.get("model") or "")))
+    ckpt = "model.pth" if family == "rfdetr" else "model.pdparams"   # CONTRACTS "Run folder"
     if weights in ("best", "last", None, ""):
         which = weights or "best"
-        path = run_dir / "checkpoints" / which / "model.pdparams"
+        path = run_dir / "checkpoints" / which / ckpt
         if not path.is_file():
-            have = sorted(p.parent.name for p in (run_dir / "checkpoints").glob("*/model.pdparams"))
+            have = sorted(p.parent.name for p in (run_dir / "checkpoints").glob(f"*/{ckpt}"))
             raise InputError(f"{path} is missing (checkpoints of '{run}': {', '.join(have) or 'none'}); "
-                             f"use --weights last or a .pdparams path")
+                             f"use --weights last or a {Path(ckpt).suffix} path")
     else:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -92,10 +106,11 @@ def _run_source(ws: Workspace, run: str, weights: str, labels: Any, input_size: 
     source = str(m.get("source") or name)
     if not Path(source).is_file():
         source = name
-    return Source(model=source, model_name=name, arch=str(m.get("arch") or "RT-DETR"), num_classes=num_classes,
+    family_arch = "RF-DETR" if family == "rfdetr" else "RT-DETR"
+    return Source(model=source, model_name=name, arch=str(m.get("arch") or family_arch), num_classes=num_classes,
                   label_list=label_list, input_size=int(input_size or m.get("input_size") or 640),
                   weights=str(path), sampling=m.get("sampling"), overrides=dict(m.get("overrides") or {}),
-                  run=run_dir.name, dataset_dir=_run_dataset(ws, cfg), default_name=run_dir.name)
+                  run=run_dir.name, dataset_dir=_run_dataset(ws, cfg), default_name=run_dir.name, backend=family)
 
 
 def _run_dataset(ws: Workspace, cfg: dict) -> Path | None:
@@ -115,14 +130,25 @@ def _run_dataset(ws: Workspace, cfg: dict) -> Path | None:
 def _model_source(model: str, weights: str, num_classes: int | None, labels: Any, input_size: int | None) -> Source:
     from ..models import load_config
 
+    family = model_backend(model)
     if not weights or weights in ("best", "last"):
-        raise UsageError("--model needs --weights PATH.pdparams (or a URL): the weights to export")
+        raise UsageError(f"--model needs --weights {'PATH.pth' if family == 'rfdetr' else 'PATH.pdparams (or a URL)'}: "
+                         f"the weights to export")
     if not num_classes or int(num_classes) < 1:
         raise UsageError("--model needs --num-classes N: the class count the weights were trained with")
     if not re.match(r"^[a-z]+://", str(weights)) and not Path(weights).expanduser().is_file():
         raise InputError(f"weights file {weights} does not exist")
+    if family == "rfdetr" and re.match(r"^[a-z]+://", str(weights)):
+        raise UsageError("--model RF-DETR-*: give --weights as a local model.pth (download it first)")
     try:
-        cfg = load_config(model)
+        if family == "rfdetr":  # the Paddle validator refuses these configs: read them as they are
+            from ..models.config import config_path, read_yaml
+
+            path = config_path(model)
+            cfg = read_yaml(path)
+            cfg.setdefault("model_name", path.stem)
+        else:
+            cfg = load_config(model)
     except ToolboxError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -132,7 +158,7 @@ def _model_source(model: str, weights: str, num_classes: int | None, labels: Any
     return Source(model=model, model_name=str(cfg.get("model_name") or Path(str(model)).stem),
                   arch=str(cfg.get("arch") or "RT-DETR"), num_classes=int(num_classes), label_list=label_list,
                   input_size=int(input_size or cfg.get("input_size") or 640), weights=str(weights),
-                  default_name=re.sub(r"[^\w.+-]+", "_", stem) or "export")
+                  default_name=re.sub(r"[^\w.+-]+", "_", stem) or "export", backend=family)
 
 
 def _labels(labels: Any, num_classes: int) -> list[str]:

@@ -117,8 +117,16 @@ def apply_overrides(cfg: dict, overrides: Mapping[str, Any] | None) -> dict:
     return cfg
 
 
+def backend(cfg: Mapping[str, Any]) -> str:
+    """The family a config belongs to (CONTRACTS "Models"): paddle (RT-DETR, the default) or rfdetr."""
+    return str(cfg.get("backend") or "paddle")
+
+
 def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     """Check what the constructors cannot say clearly: sections present, sizes and indices in range."""
+    if backend(cfg) == "rfdetr":  # a Paddle model cannot be built from it: say so rather than "missing sections"
+        raise UsageError(f"{source}: {cfg.get('model_name')} is an RF-DETR model (backend: rfdetr), built by "
+                         f"toolbox.rfdetr through the rfdetr package, not by the Paddle engine")
     missing = [s for s in MODEL_SECTIONS if not isinstance(cfg.get(s), Mapping)]
     if missing:
         raise InputError(f"{source} is not a model config: missing section(s) {', '.join(missing)}")
@@ -197,6 +205,7 @@ def list_models() -> list[dict]:
                      "ap": zoo.get("ap"), "ap50": zoo.get("ap50"), "params_m": zoo.get("params_m"),
                      "gflops": zoo.get("gflops"), "fps_t4": zoo.get("fps_t4"), "epochs": zoo.get("epochs"),
                      "input_size": cfg.get("input_size"), "pretrained": cfg.get("pretrained"),
-                     "ap_checkpoint": zoo.get("ap_checkpoint", zoo.get("ap")), "source": zoo.get("source")})
+                     "ap_checkpoint": zoo.get("ap_checkpoint", zoo.get("ap")), "source": zoo.get("source"),
+                     "backend": backend(cfg)})
     rows.sort(key=lambda r: (str(r["arch"]), r["gflops"] or 0))
     return rows

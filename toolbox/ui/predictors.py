@@ -73,16 +73,26 @@ class Source:
         return f"{self.kind}-{self.folder.name}"
 
 
+def _is_rfdetr(run_folder: Path) -> bool:
+    from ..rfdetr.dispatch import family_of_run_dir
+
+    return family_of_run_dir(run_folder) == "rfdetr"
+
+
 def find_source(ws: Workspace, kind: str, name: str, checkpoint: str = "best", device: str = "cpu") -> Source:
     """The run's checkpoint file (best, else last) or the export's model.onnx."""
-    from ..engine.checkpoint import PARAMS, resolve  # Paddle: loaded on the first prediction, not at start-up
-
     if kind == "export":
         folder = ws.export_dir(name)
         return Source(kind, name, folder, folder / "model.onnx", device)
     if kind != "run":
         raise UsageError(f"unknown source kind '{kind}': use run:NAME or export:NAME")
     folder = ws.run_dir(name)
+    if _is_rfdetr(folder):  # RF-DETR runs keep rfdetr's model.pth in the same two folders
+        from ..rfdetr.predict import checkpoint_file
+
+        return Source(kind, name, folder, checkpoint_file(folder, checkpoint), device)
+    from ..engine.checkpoint import PARAMS, resolve  # Paddle: loaded on the first prediction, not at start-up
+
     for which in ([checkpoint, "last"] if checkpoint == "best" else [checkpoint]):
         ck = folder / "checkpoints" / which
         if (ck / PARAMS).is_file():
@@ -96,6 +106,11 @@ def load_predictor(ws: Workspace, source: Source):
 
     if source.kind == "export":
         return engine_predict.export_predictor(source.folder, "onnxruntime")
+    if _is_rfdetr(source.folder):
+        from ..rfdetr.predict import predictor
+
+        return predictor(run=source.name, model=None, weights=str(source.weights), workspace=ws,
+                         device=source.device)
     setup_device(source.device, amp=False)
     net, labels, size, _path, _cfg = load_model_for_inference(run=source.name, model=None,
                                                               weights=str(source.weights), workspace=ws)

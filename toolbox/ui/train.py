@@ -68,6 +68,8 @@ def model_names() -> list[str]:
 def option_defaults(model: str | None) -> dict[str, object]:
     """The value each option takes when left alone: what the engine resolves from its recipe defaults and
     the model's pipelines/ file (toolbox.engine.config.model_recipe), so the form never re-derives them."""
+    if model and _family(model) == "rfdetr":
+        return _rfdetr_option_defaults(model)
     values = dict(TRAIN_DEFAULTS)
     cfg = load_config(model) if model else {}
     recipe, _augment, info = model_recipe(cfg)
@@ -78,6 +80,30 @@ def option_defaults(model: str | None) -> dict[str, object]:
     out["--sampling"] = ((cfg.get("transformer") or {}).get("sampling") or cfg.get("sampling") or "grid")
     if not isinstance(out.get("--warmup-steps"), int):
         out["--warmup-steps"] = None  # "auto": blank, the engine derives it from the planned steps
+    if out.get("--max-steps") is None:
+        out["--max-steps"] = 0
+    return out
+
+
+def _family(model: str) -> str:
+    from ..rfdetr.dispatch import family_of_model
+
+    return family_of_model(model)  # an unknown name raises UsageError, as load_config does
+
+
+def _rfdetr_option_defaults(model: str) -> dict[str, object]:
+    """The same form defaults for an RF-DETR model: toolbox.rfdetr.config's defaults merged with the
+    model file's recipe (rfdetr's TrainConfig values); RT-DETR-only fields stay blank / at their default."""
+    from ..rfdetr import config as R
+    from ..rfdetr.dispatch import model_config
+
+    cfg = model_config(model)
+    values = {**R.TRAIN_DEFAULTS, **R.recipe(cfg)}
+    out: dict[str, object] = {flag: values.get(key) for flag, key in DEFAULT_KEYS.items()}
+    out["--lr"] = None  # blank: the recipe's rate (the log says the rate in use)
+    out["--warmup-steps"] = None  # rfdetr warms up in epochs (-o train.warmup_epochs=E)
+    out["--input-size"] = cfg.get("input_size")
+    out["--sampling"] = "grid"
     if out.get("--max-steps") is None:
         out["--max-steps"] = 0
     return out
@@ -345,7 +371,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                     text += ("\n\n**On the CPU** the recipe's defaults take far too long: measure the speed "
                              "first, and a CPU-sized proposal appears here.")
                     return text, gr.update(visible=False)
-                prop = P.cpu_proposal(n_train, speed, size)
+                prop = P.cpu_proposal(n_train, speed, size, model=m)
                 text += (f"\n\n**CPU-sized proposal:** input {prop['--input-size']} px, {prop['--epochs']} "
                          f"epochs of batch {prop['--batch-size']}, evaluated every {prop['--eval-interval']} "
                          f"epoch(s): about {fmt_duration(P.CPU_BUDGET_S)} or less of training here.")
@@ -360,12 +386,12 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         if speed is None or not ds:
             return [gr.skip()] * len(flags)
         _names, n_train = P.dataset_facts(ctx.workspace, ds)
-        prop = P.cpu_proposal(n_train, speed, int((dflt or {}).get("--input-size") or 640))
+        prop = P.cpu_proposal(n_train, speed, int((dflt or {}).get("--input-size") or 640), model=m)
         return [gr.update(value=prop[f]) if f in prop else gr.skip() for f in flags]
 
     def on_measure(ds, m, dev):
         try:
-            size = min(int(option_defaults(m).get("--input-size") or 640), P.CPU_INPUT_SIZE) if is_cpu(dev) else None
+            size = P.cpu_size(m, int(option_defaults(m).get("--input-size") or 640)) if is_cpu(dev) else None
             name = f"{P.probe_run_name(m, size or 0)}-{datetime.now():%Y%m%d-%H%M%S}"
             values = {"--max-steps": P.PROBE_STEPS, "--log-interval": 1, "--batch-size": 4, "--epochs": 1,
                       "--input-size": size}

@@ -99,8 +99,9 @@ def list_runs(ws: Workspace, with_checkpoint: bool = False) -> list[str]:
         return []
     runs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if with_checkpoint:
-        runs = [p for p in runs if any((p / "checkpoints" / c / "model.pdparams").is_file()
-                                       for c in ("best", "last"))]
+        # RT-DETR runs hold model.pdparams, RF-DETR runs rfdetr's model.pth (CONTRACTS "Files")
+        runs = [p for p in runs if any((p / "checkpoints" / c / f).is_file()
+                                       for c in ("best", "last") for f in ("model.pdparams", "model.pth"))]
     return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
