@@ -96,3 +96,14 @@ def test_live_curves_of_an_rfdetr_run(rfdetr_run):
     loss, lr, ap = curves(view)
     assert series_of(loss) == ["loss", "loss_bbox", "loss_ce", "loss_giou"]
     assert len(lr) == 3 and series_of(ap) == ["AP", "AP50"]
+
+
+def test_export_page_offers_an_rfdetr_run_its_own_formats(session_workspace, rfdetr_run):
+    """The Export page ticks what the picked run's family exports: ONNX (and offers RKNN) for an RF-DETR run,
+    never the Paddle format its export would refuse; an RT-DETR run (or none) keeps Paddle + ONNX."""
+    from toolbox.ui.export import formats_for_run
+
+    choices, ticked = formats_for_run(session_workspace, rfdetr_run.name)
+    assert [v for _, v in choices] == ["onnx", "rknn"] and ticked == ["onnx"]
+    choices, ticked = formats_for_run(session_workspace, None)
+    assert [v for _, v in choices] == ["paddle", "onnx", "onnx-int8", "rknn"] and ticked == ["paddle", "onnx"]

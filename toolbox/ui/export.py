@@ -18,6 +18,17 @@ from .widgets import AppContext, api_errors, badge, error_md, intro, list_export
 
 FORMATS = [("Paddle inference model", "paddle"), ("ONNX", "onnx"), ("ONNX INT8 (CPUs)", "onnx-int8"),
            ("RKNN (RK3588 NPU)", "rknn")]
+# What each family exports (toolbox/export/api.py: RF-DETR has ONNX, and RKNN as far as rknn-toolkit2 converts
+# it), and what the form ticks for it: the family's CLI default
+FAMILY_FORMATS = {"paddle": (FORMATS, ["paddle", "onnx"]),
+                  "rfdetr": ([f for f in FORMATS if f[1] in ("onnx", "rknn")], ["onnx"])}
+
+
+def formats_for_run(ws, run: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """(format choices, ticked) for the picked run's family, so an RF-DETR run is not offered Paddle."""
+    from ..rfdetr.dispatch import family
+
+    return FAMILY_FORMATS.get(family(ws, run=run) if run else "paddle", FAMILY_FORMATS["paddle"])
 TARGET_HELP = {
     "linux-cpu-python": "Linux · CPU · Python", "linux-gpu-python": "Linux · NVIDIA GPU · Python",
     "windows-cpu-python": "Windows · CPU · Python", "windows-gpu-python": "Windows · NVIDIA GPU · Python",
@@ -168,7 +179,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         weights = gr.Radio(["best", "last"], value="best", label="Checkpoint", elem_id="export-weights")
         name = gr.Textbox(label="Export name", placeholder="default: the run's name", elem_id="export-name")
     with gr.Row():
-        formats = gr.CheckboxGroup(FORMATS, value=["paddle", "onnx"], label="Formats", elem_id="export-formats",
+        choices, ticked = formats_for_run(ctx.workspace, runs[0] if runs else None)
+        formats = gr.CheckboxGroup(choices, value=ticked, label="Formats", elem_id="export-formats",
                                    info="ONNX INT8: for CPUs, calibrated on training images and checked by "
                                         "val AP (fails when it drops by more than the limit in ONNX INT8 "
                                         "options, 1 point by default); RKNN needs "
@@ -255,6 +267,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
         return (gr.update(choices=runs_now, value=r if r in runs_now else (runs_now or [None])[0]),
                 gr.update(choices=exports_now, value=e if e in exports_now else (exports_now or [None])[0]))
 
+    def on_run(r):
+        choices, ticked = formats_for_run(ctx.workspace, r)
+        return gr.update(choices=choices, value=ticked)
+
+    run.change(on_run, [run], [formats], api_visibility="private")
     start.click(on_export, [run, weights, name, formats, input_size, fp16_onnx, rknn_quant, calib_size, int8_calib,
                             int8_drop],
                 [message, *follower.outputs()], api_visibility="private")
