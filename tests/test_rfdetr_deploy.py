@@ -18,9 +18,8 @@ import sys
 import pytest
 
 from tests.fixtures.deploy import assert_same_detections, demo_boxes, extract_zip
-from tests.rfdetr_support import rfdetr_available
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not rfdetr_available(), reason="rfdetr[train] is not installed")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("needs_rfdetr")]
 
 SIZE = 128      # 4 x RF-DETR-N's multiple: 64 encoder positions, enough for detections that spread
 

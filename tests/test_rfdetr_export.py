@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from tests.rfdetr_support import RF_RUN, RF_SIZE, rfdetr_available
+from tests.rfdetr_support import RF_RUN, RF_SIZE
 
-pytestmark = pytest.mark.skipif(not rfdetr_available(), reason="rfdetr[train] is not installed")
+pytestmark = pytest.mark.usefixtures("needs_rfdetr")
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.rfdetr_support import RF_SIZE, RF_STEPS, rfdetr_available
+from tests.rfdetr_support import RF_SIZE, RF_STEPS
 
-pytestmark = pytest.mark.skipif(not rfdetr_available(), reason="rfdetr[train] is not installed")
+pytestmark = pytest.mark.usefixtures("needs_rfdetr")
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rfdetr_support import rfdetr_available
 
-pytestmark = pytest.mark.skipif(not rfdetr_available(), reason="rfdetr is not installed")
+pytestmark = pytest.mark.usefixtures("needs_rfdetr")
 RF_MODELS = ["RF-DETR-N", "RF-DETR-S", "RF-DETR-M", "RF-DETR-B", "RF-DETR-L"]
 
 
