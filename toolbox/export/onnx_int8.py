@@ -44,10 +44,11 @@ import numpy as np
 # QLinear ops; Transpose, Reshape, Split pass int8 through), so that a tensor is not dequantized and
 # quantized again between two integer kernels. Profiled on an Intel Xeon (AVX-512 VNNI, AMX), R18 at 640:
 # with Conv+MatMul only, 34 DequantizeLinear->QuantizeLinear requantizations (a Conv's output range, then
-# the Relu's) took 20 ms of 150; with this list there are none and INT8 ran at 0.50x FP32 against 0.59x
-# (alternating, 20 runs, load 5). Mul and Sigmoid (SiLU in the encoder) are left FP32: quantizing them too
-# gave no further speed (0.50x both) and lost more AP on the 20-minute bench_learn model at 160 (all stages
-# INT8: AP drop 0.0082 against 0.0062 without them).
+# the Relu's) took 20 ms of 150. Same-run ratios to FP32 model.onnx on that CPU, idle (load <= 1.1, 30
+# alternating runs, one calibration for all): this list 0.54x at onnxruntime's default 2 threads and 0.44x
+# at 1 thread, against 0.60x / 0.51x with Conv+MatMul only. Mul and Sigmoid (the encoder's SiLU) are left
+# FP32: quantizing them too gave 0.51x / 0.41x but lost more AP on the bench_learn model at 160 (val AP
+# 0.0886, all stages INT8: drop 0.0041 against 0.0007 without them). Softmax and GridSample: no gain.
 OP_TYPES = ("Conv", "MatMul", "Relu", "Clip", "MaxPool", "Add", "Concat", "AveragePool", "GlobalAveragePool",
             "Resize", "Transpose", "Reshape", "Split")
 DEFAULT_CALIB_SIZE = 200   # images of the train split used for calibration (all if fewer)
