@@ -10,15 +10,12 @@ An RF-DETR model (pipelines/ `backend: rfdetr`) or run goes to toolbox.rfdetr (t
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import InputError, ToolboxError, UsageError
-from ..events import EventLog
-from ..fileio import write_json
-from ..workspace import Workspace, record_job_output
+from ..errors import InputError, UsageError
+from ..workspace import Workspace
 
 
 def _ws(workspace: Workspace | str | os.PathLike | None) -> Workspace:
@@ -142,84 +139,22 @@ def evaluate(run: str | None = None, *, model: str | None = None, weights: str |
         return _rf_evaluate(run, model=model, weights=weights, dataset=dataset, split=split, input_size=input_size,
                             batch_size=batch_size, device=device, vis_count=vis_count, threshold=threshold,
                             workspace=ws, progress=progress)
-    from ..data.loader import CocoDetection, dataset_labels
+    from . import checkpoint as ckpt
     from . import distributed as D
+    from .eval_job import eval_job
     from .evaluate import run_eval
-
     from .train import catch_sigterm
 
     D.setup_device(device, amp=False)
     catch_sigterm()  # importing Paddle replaced the CLI's SIGTERM handler: cancel must still end as 130
-    if run:
-        run_dir = ws.run_dir(run)
-    elif model:
-        run_dir = ws.runs / f"eval-{model}-{datetime.now():%Y%m%d-%H%M%S}"
-    else:
-        raise UsageError("give --run NAME, or --model NAME --weights PATH --dataset NAME")
-    out = run_dir / "eval"
-    record_job_output(ws, out)
-    events = None
-    try:
-        if run:
-            from . import config as C
 
-            cfg = C.load(run_dir / "config.yaml")
-            data_dir = ws.dataset_dir(dataset) if dataset else Path(cfg["data"]["dir"])
-            if not data_dir.is_dir():
-                raise UsageError(f"the run's dataset {data_dir} is gone; pass --dataset NAME")
-            cat_ids = cfg["data"].get("cat_ids")
-            if dataset:
-                cat_ids, names = dataset_labels(data_dir)
-                if list(names) != list(cfg["model"]["label_list"]):
-                    raise InputError(f"dataset {data_dir.name} has classes {names}, the run was trained on "
-                                     f"{cfg['model']['label_list']}")
-            net, labels, size, path, _ = load_model_for_inference(run=run, model=None, weights=weights,
-                                                                  workspace=ws, input_size=input_size)
-        else:
-            if not dataset:
-                raise UsageError("--model with --weights needs --dataset NAME")
-            data_dir = ws.dataset_dir(dataset)
-            cat_ids, names = dataset_labels(data_dir)
-            net, labels, size, path, _ = load_model_for_inference(run=None, model=model, weights=weights,
-                                                                  workspace=ws, input_size=input_size,
-                                                                  label_list=names)
-        data = CocoDetection(data_dir, split, cat_ids)
-        out.mkdir(parents=True, exist_ok=True)
-        for sub in ("pr_curves", "vis"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        events = EventLog(out / "events.jsonl")
-        events.write("start", run=run_dir.name, weights=str(path), dataset=data_dir.name, split=split,
-                     num_images=len(data), input_size=size)
-        report = run_eval(net, data, labels, size, batch_size=batch_size, out_dir=out, vis_count=vis_count,
-                          draw_threshold=threshold, progress=progress)
-        summary = report.pop("summary", "")
-        content = {"epoch": None, "step": None, "metrics": report["metrics"], "per_class": report["per_class"]}
-        from . import checkpoint as ckpt
+    def score(net, data, labels, size, out):
+        return run_eval(net, data, labels, size, batch_size=batch_size, out_dir=out, vis_count=vis_count,
+                        draw_threshold=threshold, progress=progress)
 
-        info = ckpt.info(Path(path).parent)
-        content["epoch"], content["step"] = info.get("epoch"), info.get("step")
-        event = events.write("eval", **content)
-        metrics = {**event, "run": run_dir.name, "weights": str(path), "dataset": data_dir.name, "split": split,
-                   "input_size": size, "num_images": report["num_images"],
-                   "num_detections": report.get("num_detections", 0), "summary": summary,
-                   "pr_curves": [os.path.relpath(p, out) for p in report["pr_curves"]],
-                   "vis": [os.path.relpath(p, out) for p in report["vis"]]}
-        write_json(out / "metrics.json", metrics)
-        events.end("ok", 0, None)
-    except KeyboardInterrupt:
-        if events:
-            events.end("cancelled", 130, "cancelled by the user")
-        raise
-    except ToolboxError as e:
-        if events:
-            events.end("failed", e.exit_code, str(e))
-        raise
-    except Exception as e:
-        if events:
-            events.end("failed", 3, f"{type(e).__name__}: {e}")
-        raise
-    metrics["path"] = str(out / "metrics.json")
-    return metrics
+    return eval_job(ws, run=run, model=model, weights=weights, dataset=dataset, split=split,
+                    input_size=input_size, load=load_model_for_inference, score=score,
+                    checkpoint_info=lambda path: ckpt.info(path.parent))
 
 
 def predict(inputs: str | Path | Iterable[str | Path], *, run: str | None = None, export: str | None = None,
