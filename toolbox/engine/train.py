@@ -28,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, InputError, RuntimeFailure, ToolboxError, UsageError
+from ..errors import InputError, RuntimeFailure, ToolboxError, UsageError
 from ..events import EventLog
 from ..workspace import Workspace, record_job_output
 from . import checkpoint as ckpt
 from . import config as C
 from . import distributed as D
+from .run_log import run_logger, run_outcome, say
 
 OPTION_KEYS = ("epochs", "max_steps", "batch_size", "grad_accum_steps", "lr", "warmup_steps", "pretrained",
                "init_from", "sampling", "device", "amp", "input_size", "num_workers", "eval_interval",
@@ -43,26 +44,8 @@ RESUME_CHANGEABLE = ("epochs", "max_steps", "log_interval", "eval_interval", "sa
                      "early_stop_patience", "num_workers", "device")
 
 
-def _logger(run_dir: Path, enabled: bool) -> logging.Logger:
-    log = logging.getLogger(f"toolbox.train.{run_dir}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-    if enabled:
-        h = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-        h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        log.addHandler(h)
-    else:
-        log.addHandler(logging.NullHandler())
-    return log
-
-
 def _say(log: logging.Logger, message: str, echo: bool = True) -> None:
-    log.info(message)
-    if echo and D.is_main():
-        print(message, file=sys.stderr, flush=True)
+    say(log, message, echo and D.is_main())
 
 
 def resolve_model_source(model: str | None, config_file: str | None) -> tuple[str, str, dict]:
@@ -192,37 +175,13 @@ def train(options: dict[str, Any], workspace: Workspace, progress: bool = True) 
             shutil.rmtree(stale, ignore_errors=True)  # a temp folder of a killed save: never a checkpoint
         C.save(cfg, run_dir / "config.yaml")  # on resume: with the schedule options changed for the rest
     events = EventLog(run_dir / "events.jsonl", enabled=main)
-    log = _logger(run_dir, main)
+    log = run_logger(run_dir, "toolbox.train", main)
     trainer = None
-    try:
+    with run_outcome(run_dir, events, log, lambda: trainer.step if trainer else 0):
         trainer = Trainer(cfg, run_dir, events, log, resume_state, progress=progress)
         if main and resume_state is None:
             C.save(cfg, run_dir / "config.yaml")  # now with the weights actually used (pretrained_used, ...)
         trainer.run()
-    except KeyboardInterrupt:
-        step = trainer.step if trainer else 0
-        _say(log, f"cancelled at step {step}; the last complete checkpoint stays in {run_dir / 'checkpoints'}")
-        events.end("cancelled", 130, "cancelled by the user", step=step)
-        raise Cancelled(f"training cancelled at step {step}; the last complete checkpoint is in "
-                        f"{run_dir / 'checkpoints'} (continue with --run {run_dir.name} --resume)") from None
-    except ToolboxError as e:
-        _say(log, f"failed: {e}", echo=False)
-        events.end("failed", e.exit_code, str(e))
-        raise
-    except MemoryError as e:
-        msg = "out of memory: lower --batch-size or --input-size (or use --grad-accum-steps)"
-        events.end("failed", 3, msg)
-        raise RuntimeFailure(msg) from e
-    except Exception as e:
-        events.end("failed", 3, f"{type(e).__name__}: {e}")
-        if "out of memory" in str(e).lower():
-            raise RuntimeFailure("out of memory: lower --batch-size or --input-size "
-                                 "(or use --grad-accum-steps)") from e
-        raise
-    finally:
-        for h in list(log.handlers):
-            log.removeHandler(h)
-            h.close()
     return run_dir
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import config as C
-from ..errors import Cancelled, InputError, RuntimeFailure, ToolboxError, UsageError
+from ..errors import InputError, RuntimeFailure, UsageError
+from ..engine.run_log import run_logger, run_outcome
 from ..events import EventLog
 from ..workspace import Workspace, record_job_output
 from . import config as R
@@ -38,22 +39,6 @@ OPTION_KEYS = ("epochs", "max_steps", "batch_size", "grad_accum_steps", "lr", "w
 RESUME_CHANGEABLE = ("epochs", "max_steps", "log_interval", "eval_interval", "save_interval",
                      "early_stop_patience", "num_workers", "device")
 DATA_LAYOUT = "rfdetr_data"  # the Roboflow layout (links) rfdetr reads, inside the run folder
-
-
-# ---------------------------------------------------------------------------------------------- logging
-def _logger(run_dir: Path) -> logging.Logger:
-    """train.log of the run (the same line format as RT-DETR runs); not toolbox.engine.train's, which imports
-    Paddle: an RF-DETR job stays a torch-only process."""
-    log = logging.getLogger(f"toolbox.rfdetr.train.{run_dir}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-    h = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-    h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    log.addHandler(h)
-    return log
 
 
 def catch_sigterm() -> None:
@@ -167,34 +152,10 @@ def train(options: dict[str, Any], workspace: Workspace, progress: bool = True) 
         shutil.rmtree(stale, ignore_errors=True)  # a temp folder of a killed save: never a checkpoint
     C.save(cfg, run_dir / "config.yaml")
     events = EventLog(run_dir / "events.jsonl")
-    log = _logger(run_dir)
+    log = run_logger(run_dir, "toolbox.rfdetr.train")
     report = None
-    try:
+    with run_outcome(run_dir, events, log, lambda: report.step if report else _last_step(run_dir)):
         report = _fit(cfg, run_dir, events, log, resume, progress)
-    except (KeyboardInterrupt, Cancelled):
-        step = report.step if report else _last_step(run_dir)
-        _say(log, f"cancelled at step {step}; the last complete checkpoint stays in {ckdir}")
-        events.end("cancelled", 130, "cancelled by the user", step=step)
-        raise Cancelled(f"training cancelled at step {step}; the last complete checkpoint is in {ckdir} "
-                        f"(continue with --run {run_dir.name} --resume)") from None
-    except ToolboxError as e:
-        _say(log, f"failed: {e}", echo=False)
-        events.end("failed", e.exit_code, str(e))
-        raise
-    except MemoryError as e:
-        msg = "out of memory: lower --batch-size or --input-size (or use --grad-accum-steps)"
-        events.end("failed", 3, msg)
-        raise RuntimeFailure(msg) from e
-    except Exception as e:
-        events.end("failed", 3, f"{type(e).__name__}: {e}")
-        if "out of memory" in str(e).lower():
-            raise RuntimeFailure("out of memory: lower --batch-size or --input-size "
-                                 "(or use --grad-accum-steps)") from e
-        raise
-    finally:
-        for h in list(log.handlers):
-            log.removeHandler(h)
-            h.close()
     return run_dir
 
 
