@@ -85,7 +85,13 @@ def run_eval(model, dataset: CocoDetection, label_list: Sequence[str], input_siz
     if not D.is_main():
         return {}
     results = [r for part in gathered for r in part]
-    image_ids = dataset.image_ids[:n]
+    return eval_report(dataset, results, dataset.image_ids[:n], label_list, out_dir, vis_count, draw_threshold)
+
+
+def eval_report(dataset: CocoDetection, results: list[dict], image_ids: Sequence[int], label_list: Sequence[str],
+                out_dir: str | Path | None, vis_count: int, draw_threshold: float) -> dict[str, Any]:
+    """The eval content of COCO `results` on `image_ids` (score's table + num_images), and with `out_dir`
+    its PR curves and drawn predictions; shared by both families' evaluations."""
     report = score(dataset.coco, results, image_ids, dataset.cat_ids, label_list)
     report["num_images"] = len(image_ids)
     if out_dir is not None:

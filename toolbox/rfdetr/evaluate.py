@@ -2,8 +2,8 @@
 
 Only the prediction differs from toolbox.engine.evaluate.run_eval: the torch predictor (rfdetr's
 pre-processing, background slot dropped) replaces the Paddle forward. Everything after it is the engine's:
-`coco_results` (all K detections, category ids restored from class indices), `score` (pycocotools
-COCOeval: the 12-number table and per-class AP), `plot_pr_curves` and `draw_predictions`. Used by the
+`coco_results` (all K detections, category ids restored from class indices) and `eval_report` (pycocotools
+COCOeval: the 12-number table and per-class AP, PR curves, drawn predictions). Used by the
 trainer's per-epoch evaluation and by `eval --run <an RF-DETR run>`.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data.loader import CocoDetection
-from ..engine.evaluate import coco_results, draw_predictions, plot_pr_curves, score
+from ..engine.evaluate import coco_results, eval_report
 from ..engine.predict import read_image
 from ..errors import InputError
 from ..workspace import Workspace
@@ -45,16 +45,7 @@ def evaluate_split(predictor, dataset: CocoDetection, label_list: Sequence[str],
             bar.update(len(chunk))
     if bar:
         bar.close()
-    report = score(dataset.coco, results, ids, dataset.cat_ids, label_list)
-    report["num_images"] = len(ids)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        report["pr_curves"] = plot_pr_curves(report.pop("_precision"), dataset.cat_ids, label_list,
-                                             out_dir / "pr_curves")
-        report["vis"] = draw_predictions(dataset, results, label_list, out_dir / "vis", vis_count, draw_threshold)
-    else:
-        report.pop("_precision", None)
-    return report
+    return eval_report(dataset, results, ids, label_list, out_dir, vis_count, draw_threshold)
 
 
 def evaluate(run: str | None = None, *, model: str | None = None, weights: str | None = None,
