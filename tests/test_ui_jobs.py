@@ -119,11 +119,19 @@ def test_unknown_kind(workspace):
 
 _RACER = r"""
 import json, sys, time
+from pathlib import Path
 from toolbox.ui.jobs import JobManager
 from toolbox.workspace import Workspace
-ws, go_at = sys.argv[1], float(sys.argv[2])
+ws, name = sys.argv[1], sys.argv[2]
 jobs = JobManager(Workspace(ws), python="/bin/true")  # each start is a real, instant process
-while time.time() < go_at:
+claim = jobs.registry.claim
+def claim_like_a_real_launch(*a, **k):  # a real launch (a Python process) takes tens of ms, /bin/true ~1
+    won = claim(*a, **k)
+    time.sleep(0.005)
+    return won
+jobs.registry.claim = claim_like_a_real_launch
+Path(ws, name + ".ready").touch()
+while not Path(ws, "go").exists():
     time.sleep(0.001)
 print(json.dumps(jobs.schedule()))
 """
@@ -136,9 +144,13 @@ def test_two_app_processes_never_start_the_same_job(workspace):
 
     reg = workspace.registry()
     queued = [reg.add("export", ["export", "--run", f"r{i}"], name=f"r{i}", status="queued") for i in range(60)]
-    go_at = time.time() + 6  # both interpreters are up by then (imports take ~2 s each on 2 busy cores)
-    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(workspace.root), str(go_at)],
-                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(workspace.root), f"racer{i}"],
+                               stdout=subprocess.PIPE, text=True) for i in range(2)]
+    deadline = time.time() + 60
+    while not all((workspace.root / f"racer{i}.ready").exists() for i in range(2)):  # both wait at the line
+        assert time.time() < deadline and all(p.poll() is None for p in racers), "a racer did not start"
+        time.sleep(0.01)
+    (workspace.root / "go").touch()  # ...and start within ~1 ms of each other; 60 claims take >= 300 ms
     outs = [p.communicate(timeout=120)[0] for p in racers]
     assert all(p.returncode == 0 for p in racers), outs
     started = [json.loads(o.strip().splitlines()[-1]) for o in outs]
