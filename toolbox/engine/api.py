@@ -72,11 +72,10 @@ def load_model_for_inference(*, run: str | None, model: str | None, weights: str
     from . import config as C
     from ..models import build_model, load_weights
 
-    if run and model:
-        raise UsageError("give --run NAME or --model NAME --weights PATH, not both")
-    if run:
-        run_dir = workspace.run_dir(run)
-        cfg = C.load(run_dir / "config.yaml")
+    run_dir, cfg, labels = C.inference_source(run=run, model=model, weights=weights, workspace=workspace,
+                                              label_list=label_list, num_classes=num_classes,
+                                              weights_kind=".pdparams")
+    if run_dir is not None:
         m = cfg["model"]
         which = weights or "best"
         if which in ("best", "last"):
@@ -94,22 +93,11 @@ def load_model_for_inference(*, run: str | None, model: str | None, weights: str
         if m.get("sampling"):
             overrides["sampling"] = m["sampling"]
         net = build_model(m["source"], int(m["num_classes"]), **overrides)
-        labels = list(m["label_list"])
-    elif model:
-        if not weights or weights in ("best", "last"):
-            raise UsageError("--model NAME needs --weights PATH (a checkpoint folder or .pdparams file)")
+    else:
         path = Path(weights).expanduser()
         path = ckpt.resolve(path) / ckpt.PARAMS if path.is_dir() else path
-        if label_list is None:
-            if not num_classes:
-                raise UsageError("--model with --weights needs the classes: --dataset, --labels FILE or --num-classes N")
-            label_list = [str(i) for i in range(int(num_classes))]
-        labels = list(label_list)
         overrides = {"input_size": int(input_size)} if input_size else {}
         net = build_model(model, len(labels), **overrides)
-        cfg = None
-    else:
-        raise UsageError("give --run NAME, or --model NAME with --weights PATH")
     if not Path(path).is_file():
         raise InputError(f"{path}: no such weights file")
     load_weights(net, str(path))

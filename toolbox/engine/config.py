@@ -304,6 +304,30 @@ def load(path: str | Path) -> dict:
         return yaml.safe_load(f) or {}
 
 
+def resumed_config(run_dir: Path, given: Mapping[str, Any], overrides: Mapping[str, Any],
+                   changeable: Iterable[str], accepted: Iterable[str] = ()) -> dict:
+    """The run's config.yaml with the options a resume may change (`changeable`) applied.
+
+    A resumed run continues as it was configured, in both families: every other option given (not None or
+    False), and any -o override, is named in one warning rather than silently dropped. `accepted` are
+    options the caller applies itself (RT-DETR's --amp, which a resume may switch on only).
+    """
+    import sys
+
+    changeable, accepted = list(changeable), set(accepted)
+    cfg = load(Path(run_dir) / "config.yaml")
+    ignored = [k for k, v in given.items()
+               if v is not None and v is not False and k not in changeable and k not in accepted]
+    if ignored or overrides:
+        print(f"warning: --resume continues the run as configured; ignoring "
+              f"{', '.join('--' + k.replace('_', '-') for k in ignored)}{' -o' if overrides else ''}",
+              file=sys.stderr)
+    for k in changeable:
+        if given.get(k) is not None:
+            cfg["train"][k] = given[k]
+    return cfg
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -314,3 +338,26 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+def inference_source(*, run: str | None, model: str | None, weights: str | None, workspace: Any,
+                     label_list: Sequence[str] | None, num_classes: int | None,
+                     weights_kind: str) -> tuple[Path | None, dict | None, list[str]]:
+    """(run folder or None, run config or None, label_list) of what a predict/eval loads, in both families:
+    a run (its config names model, classes and size) or a model name with weights and the classes given
+    (--dataset, --labels or --num-classes). `weights_kind` names the family's weights in the error."""
+    if run and model:
+        raise UsageError("give --run NAME or --model NAME --weights PATH, not both")
+    if run:
+        run_dir = workspace.run_dir(run)
+        cfg = load(run_dir / "config.yaml")
+        return run_dir, cfg, list(cfg["model"]["label_list"])
+    if not model:
+        raise UsageError("give --run NAME, or --model NAME with --weights PATH")
+    if not weights or weights in ("best", "last"):
+        raise UsageError(f"--model NAME needs --weights PATH (a checkpoint folder or {weights_kind} file)")
+    if label_list is None:
+        if not num_classes:
+            raise UsageError("--model with --weights needs the classes: --dataset, --labels FILE or --num-classes N")
+        label_list = [str(i) for i in range(int(num_classes))]
+    return None, None, list(label_list)

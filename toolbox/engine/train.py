@@ -108,15 +108,7 @@ def prepare(options: dict[str, Any], workspace: Workspace) -> tuple[Path, dict, 
     given = {k: options.get(k) for k in OPTION_KEYS}
     if resume:
         run_dir, folder = _resume_target(workspace, options.get("run"), resume)
-        cfg = C.load(run_dir / "config.yaml")
-        ignored = [k for k, v in given.items() if v is not None and k not in RESUME_CHANGEABLE and k != "amp"]
-        if ignored or overrides:
-            print(f"warning: --resume continues the run as configured; ignoring "
-                  f"{', '.join('--' + k.replace('_', '-') for k in ignored) or ''}{' -o' if overrides else ''}",
-                  file=sys.stderr)
-        for k in RESUME_CHANGEABLE:
-            if given.get(k) is not None:
-                cfg["train"][k] = given[k]
+        cfg = C.resumed_config(run_dir, given, overrides, RESUME_CHANGEABLE, accepted=("amp",))
         if given.get("amp"):
             cfg["train"]["amp"] = True
         return run_dir, cfg, ckpt.load(folder)

@@ -127,20 +127,25 @@ class ExportJob:
         self.deploy.eval()
         self.report.data["graph_fusion"] = fused.to_dict()
         tr = self.model.transformer
-        self.trained_sampling = getattr(tr, "sampling", "grid")
-        self.num_queries = int(tr.num_queries)
-        self.num_top = min(300, self.num_queries * self.src.num_classes)
-        self.infer_cfg_base = dict(model_name=self.src.model_name, arch=self.src.arch, num_classes=self.src.num_classes,
-                                   input_size=self.src.input_size, label_list=self.src.label_list,
-                                   draw_threshold=self.draw_threshold, num_top=self.num_top,
-                                   num_queries=self.num_queries, **self._preprocess_params())
-        self.samples = self._samples()
-        self.X, self.sizes = self._preprocess([im for _, im in self.samples])
+        self.model_built(int(tr.num_queries), getattr(tr, "sampling", "grid"))
         with paddle.no_grad():
             logits, boxes = (t.numpy() for t in _raw(self.model, self.X))
             dets = self.reference(paddle.to_tensor(self.X), paddle.to_tensor(self.sizes))
         self.ref_raw = (logits, boxes)
         self.ref_dets = tuple(t.numpy() for t in dets)
+
+    def model_built(self, num_queries: int, trained_sampling: str | None) -> None:
+        """What every family's export derives once its model is loaded: the query and top-K counts, the
+        infer_cfg fields, and the sample images (preprocessed as every runtime sees them) the checks use."""
+        self.trained_sampling = trained_sampling
+        self.num_queries = num_queries
+        self.num_top = min(300, num_queries * self.src.num_classes)
+        self.infer_cfg_base = dict(model_name=self.src.model_name, arch=self.src.arch, num_classes=self.src.num_classes,
+                                   input_size=self.src.input_size, label_list=self.src.label_list,
+                                   draw_threshold=self.draw_threshold, num_top=self.num_top,
+                                   num_queries=num_queries, **self._preprocess_params())
+        self.samples = self._samples()
+        self.X, self.sizes = self._preprocess([im for _, im in self.samples])
         self.report.data["samples"] = [str(p) for p, _ in self.samples]
 
     def finish(self) -> None:

@@ -84,17 +84,8 @@ class RfdetrExportJob(ExportJob):
                       "infer_cfg.yml's preprocess says; orig_target_sizes int64 [N,2] = (width, height)",
             "outputs": "labels int64 [N,K] (index into label_list; rfdetr's background slot excluded); boxes "
                        "float32 [N,K,4] xyxy original pixels clipped; scores float32 [N,K] sigmoid"}
-        self.trained_sampling = None       # RT-DETR's grid/discrete choice does not exist here
-        self.num_queries = int(self.model.num_queries)
-        self.num_top = min(300, self.num_queries * self.src.num_classes)
-        self.infer_cfg_base = dict(model_name=self.src.model_name, arch=self.src.arch, num_classes=self.src.num_classes,
-                                   input_size=self.src.input_size, label_list=self.src.label_list,
-                                   draw_threshold=self.draw_threshold, num_top=self.num_top,
-                                   num_queries=self.num_queries, **self._preprocess_params())
-        self.samples = self._samples()
-        self.X, self.sizes = self._preprocess([im for _, im in self.samples])
+        self.model_built(int(self.model.num_queries), None)  # RT-DETR's grid/discrete choice does not exist here
         self.ref_dets, self.ref_raw = self.reference(self.X, self.sizes)
-        self.report.data["samples"] = [str(p) for p, _ in self.samples]
 
     def finish(self) -> None:
         """labels.txt and infer_cfg.yml/json as for RT-DETR, with the input's meaning stated for this family."""

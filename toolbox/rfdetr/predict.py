@@ -117,29 +117,17 @@ def load_for_inference(*, run: str | None, model: str | None, weights: str | Non
     from .dispatch import model_config
     from .model import check_input_size, load_checkpoint, torch_module
 
-    if run and model:
-        raise UsageError("give --run NAME or --model NAME --weights PATH, not both")
-    if run:
-        run_dir = workspace.run_dir(run)
-        cfg = C.load(run_dir / "config.yaml")
-        m = cfg["model"]
-        model_cfg = model_config(m["source"])
-        labels = list(m["label_list"])
+    run_dir, cfg, labels = C.inference_source(run=run, model=model, weights=weights, workspace=workspace,
+                                              label_list=label_list, num_classes=num_classes,
+                                              weights_kind="model.pth")
+    if run_dir is not None:
+        model_cfg = model_config(cfg["model"]["source"])
         path = checkpoint_file(run_dir, weights)
-        size = int(input_size or m["input_size"])
-    elif model:
-        if not weights or weights in ("best", "last"):
-            raise UsageError("--model NAME needs --weights PATH (a checkpoint folder or model.pth file)")
+        size = int(input_size or cfg["model"]["input_size"])
+    else:
         model_cfg = model_config(model)
         path = checkpoint_file(Path("."), weights)
-        if label_list is None:
-            if not num_classes:
-                raise UsageError("--model with --weights needs the classes: --dataset, --labels FILE or --num-classes N")
-            label_list = [str(i) for i in range(int(num_classes))]
-        labels, cfg = list(label_list), None
         size = int(input_size or model_cfg.get("input_size"))
-    else:
-        raise UsageError("give --run NAME, or --model NAME with --weights PATH")
     size = check_input_size(model_cfg, size)
     net = torch_module(load_checkpoint(model_cfg, len(labels), path, input_size=size))
     return net, labels, size, path, cfg

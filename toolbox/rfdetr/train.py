@@ -20,7 +20,6 @@ job with exit 130 and an `end` event with status cancelled; the last complete ch
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +99,7 @@ def prepare(options: dict[str, Any], workspace: Workspace) -> tuple[Path, dict, 
     resume = options.get("resume")
     if resume:
         run_dir, path = _resume_target(workspace, options.get("run"), resume)
-        cfg = C.load(run_dir / "config.yaml")
-        ignored = [k for k, v in given.items() if v not in (None, False) and k not in RESUME_CHANGEABLE]
-        if ignored or overrides:
-            print(f"warning: --resume continues the run as configured; ignoring "
-                  f"{', '.join('--' + k.replace('_', '-') for k in ignored)}{' -o' if overrides else ''}",
-                  file=sys.stderr)
-        for k in RESUME_CHANGEABLE:
-            if given.get(k) is not None:
-                cfg["train"][k] = given[k]
+        cfg = C.resumed_config(run_dir, given, overrides, RESUME_CHANGEABLE)
         return run_dir, cfg, path
     if bool(options.get("model")) == bool(options.get("config")):
         raise UsageError("give exactly one of --model NAME or --config FILE")
