@@ -40,17 +40,27 @@ import numpy as np
 # RT-DETR-R18 at 640 on an AMD EPYC (AVX2, no VNNI), FP32 and INT8 alternating, 30 runs: int8 activations
 # (s8s8) ran at 1.21x FP32 (no fast s8s8 kernel without VNNI); u8s8 on Conv+MatMul ran at 0.75x.
 # Beyond Conv and MatMul: every op between two quantized ones that onnxruntime has an integer kernel for
-# (Relu, Clip and MaxPool merge into the producer's quantization; Add, Concat, AveragePool, Resize run as
-# QLinear ops; Transpose, Reshape, Split pass int8 through), so that a tensor is not dequantized and
-# quantized again between two integer kernels. Profiled on an Intel Xeon (AVX-512 VNNI, AMX), R18 at 640:
-# with Conv+MatMul only, 34 DequantizeLinear->QuantizeLinear requantizations (a Conv's output range, then
-# the Relu's) took 20 ms of 150. Same-run ratios to FP32 model.onnx on that CPU, idle (load <= 1.1, 30
-# alternating runs, one calibration for all): this list 0.54x at onnxruntime's default 2 threads and 0.44x
-# at 1 thread, against 0.60x / 0.51x with Conv+MatMul only. Mul and Sigmoid (the encoder's SiLU) are left
-# FP32: quantizing them too gave 0.51x / 0.41x but lost more AP on the bench_learn model at 160 (val AP
-# 0.0886, all stages INT8: drop 0.0041 against 0.0007 without them). Softmax and GridSample: no gain.
-OP_TYPES = ("Conv", "MatMul", "Relu", "Clip", "MaxPool", "Add", "Concat", "AveragePool", "GlobalAveragePool",
-            "Resize", "Transpose", "Reshape", "Split")
+# (Relu, Clip and MaxPool merge into the producer's quantization; Add, Mul, Sigmoid, Concat, AveragePool,
+# Resize run as QLinear ops; Transpose, Reshape, Split pass int8 through), so that a tensor is not
+# dequantized and quantized again between two integer kernels. Profiled on an Intel Xeon (AVX-512 VNNI,
+# AMX), R18 at 640: with Conv+MatMul only, 34 DequantizeLinear->QuantizeLinear requantizations (a Conv's
+# output range, then the Relu's) took 20 ms of 150.
+# Add and Mul stay FP32 where an operand is a constant or is broadcast (`fp32_elementwise`): a bias or a
+# scale quantized to 8 bits loses the precision it exists for, the decoder's sampling locations
+# (reference point + offset x scale, broadcast over heads and points) move by a quantization step, and
+# onnxruntime's broadcast QLinearAdd/QLinearMul ran at 0.7-0.9 ms on [1, 300, 8, 12, 2] tensors.
+# Same-run ratios to FP32 model.onnx on that CPU, idle (load <= 1.4, 30 alternating runs, one calibration
+# for all), onnxruntime's default 2 threads, with the AP of the bench_learn model (R18 at 160, val AP
+# 0.0886) all stages INT8:
+#   Conv+MatMul only                                   0.60x
+#   + Relu ... Split (no Mul, Sigmoid)                 0.55x   AP drop 0.0007, 84 % of detections matched
+#   + Mul, Sigmoid (every Add/Mul quantized)           0.52x   AP drop 0.0041, 81 %
+#   + Mul, Sigmoid, constant/broadcast Add/Mul FP32    0.51x   AP drop 0.0011, 88 %   <- this recipe
+#   activations int8 (s8s8) instead of uint8           1.25x
+# Also tried without gain: Softmax, GridSample, Gather, Slice, (Un)Squeeze quantized; SiLU fused to
+# QuickGelu; LayerNorm kept FP32; onnxruntime 1.31.1 instead of 1.26.0 (same ratios).
+OP_TYPES = ("Conv", "MatMul", "Relu", "Clip", "MaxPool", "Add", "Mul", "Sigmoid", "Concat", "AveragePool",
+            "GlobalAveragePool", "Resize", "Transpose", "Reshape", "Split")
 DEFAULT_CALIB_SIZE = 200   # images of the train split used for calibration (all if fewer)
 STAGES = ("backbone", "encoder", "query_selection", "decoder", "heads")
 # Paddle parameter-name prefixes of each stage (the project's RT-DETR keeps PaddleDetection's names)
@@ -193,7 +203,8 @@ def quantize_with_ranges(model_path: str | os.PathLike, out_path: str | os.PathL
 
     ops = list(OP_TYPES)
     model = onnx.load_from_string(_shape_inferred(str(Path(model_path).resolve()), os.stat(model_path).st_mtime_ns))
-    q = QDQQuantizer(model, True, reduce_range, QuantType.QInt8, QuantType.QUInt8, ranges, [], list(exclude), ops, {})
+    keep = sorted(set(exclude) | set(fp32_elementwise(model)))
+    q = QDQQuantizer(model, True, reduce_range, QuantType.QInt8, QuantType.QUInt8, ranges, [], keep, ops, {})
     q.quantize_model()
     out_path = Path(out_path)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_path.parent)
@@ -205,6 +216,29 @@ def quantize_with_ranges(model_path: str | os.PathLike, out_path: str | os.PathL
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out_path
+
+
+def fp32_elementwise(model) -> list[str]:
+    """Names of the Add and Mul nodes kept FP32 (see OP_TYPES): an operand is a constant (initializer or
+    Constant node), or the two operands' shapes differ (broadcast). `model` has inferred shapes; a
+    dimension compares by its value, else by its symbolic name, so [N, 400, 256] + [N, 400, 256] is no
+    broadcast while [N, 300, 8, 12, 2] * [N, 300, 1, 1, 2] is."""
+    graph = model.graph
+    constant = {t.name for t in graph.initializer}
+    constant |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    shapes = {}
+    for vi in [*graph.value_info, *graph.input, *graph.output]:
+        if vi.type.tensor_type.HasField("shape"):
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
+                               for d in vi.type.tensor_type.shape.dim]
+    out = []
+    for node in graph.node:
+        if node.op_type not in ("Add", "Mul") or len(node.input) != 2:
+            continue
+        a, b = (shapes.get(i) for i in node.input)
+        if any(i in constant for i in node.input) or a is None or a != b or "?" in a:
+            out.append(node.name)
+    return out
 
 
 @functools.lru_cache(maxsize=2)
@@ -225,7 +259,7 @@ def quantize(model_path: str | os.PathLike, out_path: str | os.PathLike, feeds: 
 
 
 RECIPE = {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
-          "op_types": list(OP_TYPES),
+          "op_types": list(OP_TYPES), "fp32_ops": "Add and Mul with a constant or broadcast operand",
           "calibration": "minmax", "reduce_range": True, "tool": "onnxruntime.quantization"}
 
 
