@@ -4,22 +4,16 @@ and an app restart in the middle of a training job. Screenshots of each page: te
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import zipfile
 from urllib.parse import urlparse
 
 import pytest
 
-from tests.ui_support import (App, browser, fill_number, open_tab, pick, shot, stop_jobs, text_of, wait_text)
+from tests.ui_support import (App, assert_images_load, browser, build_and_download_zip, evaluate_run, export_run,
+                              fill_form, import_dataset, open_tab, pick, predict_on_page, run_zip_demo, shot,
+                              stop_jobs, text_of, tiny_source, wait_text)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _tiny_source(root):
-    from toolbox.data.demo import generate
-
-    return generate(root / "incoming" / "parts", num_train=12, num_val=6, image_size=128, num_classes=3, seed=1)
 
 
 def _start_training(page, dataset: str, run: str, max_steps: int, epochs: int = 1, batch_size: int = 2) -> None:
@@ -28,18 +22,15 @@ def _start_training(page, dataset: str, run: str, max_steps: int, epochs: int = 
     pick(page, "train-model", "tiny-test")
     page.locator("#train-run input, #train-run textarea").first.fill(run)
     page.get_by_text("Training options").click()
-    fill_number(page, "train-opt-epochs", epochs)
-    fill_number(page, "train-opt-max-steps", max_steps)
-    fill_number(page, "train-opt-batch-size", batch_size)
-    fill_number(page, "train-opt-log-interval", 1)
-    fill_number(page, "train-opt-num-workers", 0)
+    fill_form(page, {"train-opt-epochs": epochs, "train-opt-max-steps": max_steps,
+                     "train-opt-batch-size": batch_size, "train-opt-log-interval": 1, "train-opt-num-workers": 0})
     page.locator("#train-start").click()
     wait_text(page, "train-message", "Started job", timeout=60)
 
 
 def test_whole_wizard(tmp_path):
     ws = tmp_path / "workspace"
-    src = _tiny_source(tmp_path / "workspace")  # inside the workspace: an allowed folder
+    src = tiny_source(tmp_path / "workspace")  # inside the workspace: an allowed folder
     app = App(ws).wait_ready()
     requests: list[str] = []
     try:
@@ -50,15 +41,11 @@ def test_whole_wizard(tmp_path):
             # 1. Data: the demo dataset is ready; check our own folder by path
             wait_text(page, "data-status", "check passed", timeout=120)
             shot(page, "1-data-demo")
-            page.locator("#data-path textarea, #data-path input").first.fill(str(src))
-            page.locator("#data-name textarea, #data-name input").first.fill("parts")
-            page.locator("#data-check").click()
-            wait_text(page, "data-message", "as job #", timeout=60)  # an import is a job
-            status = wait_text(page, "data-status", "parts", timeout=180)
+            status = import_dataset(page, src, "parts")
             assert "check passed" in status
             assert "12" in text_of(page, "data-counts")  # train images
             assert page.locator("#data-samples img").count() > 0
-            _assert_images_load(page, "data-samples", str(ws))
+            assert_images_load(page, "data-samples", str(ws))
             shot(page, "1-data-checked")
             # a path outside the allowed folders is refused with a clear message
             page.locator("#data-path textarea, #data-path input").first.fill("/etc")
@@ -85,63 +72,23 @@ def test_whole_wizard(tmp_path):
             assert page.locator("#train-opt-input-size input").first.input_value() == epochs.group(1)
 
             # 3. Evaluate it
-            open_tab(page, "3 · Evaluate")
-            page.locator("#eval-refresh").click()
-            pick(page, "eval-run", "wiz")
-            page.locator("#eval-start").click()
-            wait_text(page, "eval-message", "Started evaluation job", timeout=60)
-            wait_text(page, "eval-status", "ok", timeout=300)
-            wait_text(page, "eval-head", "AP", timeout=60)
-            assert "AP50" in text_of(page, "eval-coco")
-            _assert_images_load(page, "eval-vis", str(ws))
+            evaluate_run(page, "wiz")
+            assert_images_load(page, "eval-vis", str(ws))
             shot(page, "3-evaluate")
 
             # 4. Export ONNX, build the linux-cpu-python zip, download and open it
-            open_tab(page, "4 · Export & deploy")
-            page.locator("#export-refresh").click()
-            pick(page, "export-run", "wiz")
-            page.locator("#export-start").click()
-            wait_text(page, "export-message", "Started export job", timeout=60)
-            wait_text(page, "export-status", "ok", timeout=400)
-            wait_text(page, "export-head", "checks passed", timeout=60)
-            assert "onnx" in text_of(page, "export-formats-table")
-            page.locator("#deploy-start").click()
-            wait_text(page, "export-message", "Started deploy job", timeout=60)
-            wait_text(page, "export-status", "ok", timeout=400)
-            button = page.locator("#dl-linux-cpu-python")
-            button.wait_for(state="visible", timeout=60000)
-            shot(page, "4-export-deploy")
-            with page.expect_download(timeout=60000) as dl:
-                button.click()
-            saved = tmp_path / "sdk.zip"
-            dl.value.save_as(saved)
+            assert "onnx" in export_run(page, "wiz")
+            saved = build_and_download_zip(page, tmp_path / "sdk.zip", "4-export-deploy")
             with zipfile.ZipFile(saved) as z:
                 names = z.namelist()
-                assert z.testzip() is None
             assert any(n.endswith("model.onnx") for n in names), names
             assert any(n.endswith("infer_cfg.yml") for n in names), names
             assert any(re.search(r"README", n) for n in names), names
             # open it: the SDK's own demo runs on its sample image
-            with zipfile.ZipFile(saved) as z:
-                z.extractall(tmp_path / "sdk")
-            demo_py = next((tmp_path / "sdk").rglob("demo.py"))
-            run = subprocess.run([sys.executable, "demo.py", "images/sample.png", "--out", str(tmp_path / "sdk-out")],
-                                 cwd=demo_py.parent, capture_output=True, text=True, timeout=300)
-            assert run.returncode == 0, run.stderr[-2000:]
-            assert (tmp_path / "sdk-out" / "results.json").is_file()
+            run_zip_demo(saved, tmp_path)
 
             # 5. Predict on an uploaded image with the export
-            open_tab(page, "5 · Predict")
-            page.locator("#predict-refresh").click()
-            page.wait_for_timeout(1000)
-            image = sorted((ws / "datasets" / "parts" / "images").rglob("*.jpg"))[0]
-            page.locator("#predict-image input[type=file]").set_input_files(str(image))
-            page.wait_for_timeout(1500)
-            pick(page, "predict-source", "export · wiz")
-            page.locator("#predict-run").click()
-            first = wait_text(page, "predict-status", "model loaded in", timeout=120)
-            page.locator("#predict-drawn img").wait_for(timeout=30000)
-            _assert_images_load(page, "predict-drawn", str(ws))
+            first = predict_on_page(page, ws, "parts", "export · wiz")
             page.locator("#predict-run").click()  # again: the loaded model is reused
             second = wait_text(page, "predict-status", "model already loaded", timeout=60)
             assert first.split("·")[0] == second.split("·")[0]  # same objects found
@@ -272,16 +219,6 @@ def _assert_still(page, elem_ids: list[str], seconds: float) -> None:
     page.wait_for_timeout(int(seconds * 1000))
     changes = page.evaluate("window.__tbMutations")
     assert changes == [], changes[:20]
-
-
-def _assert_images_load(page, elem_id: str, workspace: str) -> None:
-    """The pictures of #elem_id really load (decoded, non-zero size), from a published copy, not the workspace."""
-    page.locator(f"#{elem_id}").scroll_into_view_if_needed()  # galleries load their pictures lazily
-    page.wait_for_function(f"""() => [...document.querySelectorAll('#{elem_id} img')].length > 0 &&
-        [...document.querySelectorAll('#{elem_id} img')].every(i => i.complete && i.naturalWidth > 0)""",
-                           timeout=30000)
-    srcs = page.eval_on_selector_all(f"#{elem_id} img", "els => els.map(e => decodeURIComponent(e.src))")
-    assert srcs and not any(workspace in s for s in srcs), srcs
 
 
 def _wait_step(page, at_least: int, timeout: float) -> int:

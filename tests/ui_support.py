@@ -132,6 +132,24 @@ def fill_number(page, elem_id: str, value) -> None:
     box.press("Tab")
 
 
+def fill_form(page, values: dict[str, object], settle_s: float = 1.5, rounds: int = 10) -> None:
+    """Fill the number boxes {elem_id: value} and keep them filled: a change event still in Gradio's queue
+    (a slow model's defaults refilling the form, or the same pick reported twice) can overwrite a box after
+    it was typed, so the boxes are re-read after `settle_s` and refilled until two reads in a row agree."""
+    want = {k: str(v) for k, v in values.items()}
+    stable = 0
+    for _ in range(rounds):
+        wrong = [k for k, v in want.items() if page.locator(f"#{k} input").first.input_value() != v]
+        for k in wrong:
+            fill_number(page, k, want[k])
+        stable = stable + 1 if not wrong else 0
+        if stable == 2:
+            return
+        page.wait_for_timeout(int(settle_s * 1000))
+    raise AssertionError(f"the form never kept {want}: " + ", ".join(
+        f"{k}={page.locator(f'#{k} input').first.input_value()!r}" for k in want))
+
+
 def text_of(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id}").inner_text()
 
@@ -149,3 +167,107 @@ def wait_text(page, elem_id: str, needle: str, timeout: float = 300) -> str:
             return text
         page.wait_for_timeout(1000)
     raise AssertionError(f"#{elem_id} never showed '{needle}' in {timeout:.0f} s; last text:\n{text[-1500:]}")
+
+
+# --- wizard steps a browser test walks (the RT-DETR and RF-DETR wizards share them) -----------------
+
+def tiny_source(root: Path) -> Path:
+    """A tiny COCO source folder (12 train / 6 val images of 128 px, 3 classes) under `root`/incoming."""
+    from toolbox.data.demo import generate
+
+    return generate(root / "incoming" / "parts", num_train=12, num_val=6, image_size=128, num_classes=3, seed=1)
+
+
+def import_dataset(page, path: Path, name: str) -> str:
+    """Data page: check the folder `path` as dataset `name` (an import job); returns the status text."""
+    page.locator("#data-path textarea, #data-path input").first.fill(str(path))
+    page.locator("#data-name textarea, #data-name input").first.fill(name)
+    page.locator("#data-check").click()
+    wait_text(page, "data-message", "as job #", timeout=60)  # an import is a job
+    return wait_text(page, "data-status", name, timeout=180)
+
+
+def evaluate_run(page, run: str) -> None:
+    """Evaluate page: evaluate `run` and wait for its AP table."""
+    open_tab(page, "3 · Evaluate")
+    page.locator("#eval-refresh").click()
+    pick(page, "eval-run", run)
+    page.locator("#eval-start").click()
+    wait_text(page, "eval-message", "Started evaluation job", timeout=60)
+    wait_text(page, "eval-status", "ok", timeout=300)
+    wait_text(page, "eval-head", "AP", timeout=60)
+    assert "AP50" in text_of(page, "eval-coco")
+
+
+def export_run(page, run: str) -> str:
+    """Export page: export `run` with the formats the page ticks for it; returns the formats table's text."""
+    open_tab(page, "4 · Export & deploy")
+    page.locator("#export-refresh").click()
+    pick(page, "export-run", run)
+    page.wait_for_timeout(1000)  # the ticked formats follow the picked run
+    page.locator("#export-start").click()
+    wait_text(page, "export-message", "Started export job", timeout=60)
+    wait_text(page, "export-status", "ok", timeout=600)
+    wait_text(page, "export-head", "checks passed", timeout=60)
+    return text_of(page, "export-formats-table")
+
+
+def build_and_download_zip(page, dest: Path, screenshot: str, target: str = "linux-cpu-python") -> Path:
+    """Export page, after an export: build the SDK zip of `target`, download it to `dest` (checked intact)."""
+    page.locator("#deploy-start").click()
+    wait_text(page, "export-message", "Started deploy job", timeout=60)
+    wait_text(page, "export-status", "ok", timeout=400)
+    button = page.locator(f"#dl-{target}")
+    button.wait_for(state="visible", timeout=60000)
+    shot(page, screenshot)
+    with page.expect_download(timeout=60000) as dl:
+        button.click()
+    dl.value.save_as(dest)
+    import zipfile
+
+    with zipfile.ZipFile(dest) as z:
+        assert z.testzip() is None
+    return dest
+
+
+def run_zip_demo(zip_path: Path, root: Path, *args: str) -> tuple[Path, list[dict]]:
+    """Unpack an SDK zip under `root` and run its demo.py on its sample image, as its README says; returns
+    (the demo's folder, the demo's results.json)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as z:
+        z.extractall(root / "sdk")
+    demo_dir = next((root / "sdk").rglob("demo.py")).parent
+    out = root / "sdk-out"
+    r = subprocess.run([sys.executable, "demo.py", "images/sample.png", "--out", str(out), *args],
+                       cwd=demo_dir, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return demo_dir, json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def predict_on_page(page, workspace: Path, dataset: str, source: str) -> str:
+    """Predict page: upload the dataset's first image and predict with `source` (a picker label's start);
+    waits for the drawn picture (loaded from a published copy); returns the status text."""
+    open_tab(page, "5 · Predict")
+    page.locator("#predict-refresh").click()
+    page.wait_for_timeout(1000)
+    image = sorted((workspace / "datasets" / dataset / "images").rglob("*.jpg"))[0]
+    page.locator("#predict-image input[type=file]").set_input_files(str(image))
+    page.wait_for_timeout(1500)
+    pick(page, "predict-source", source)
+    page.locator("#predict-run").click()
+    status = wait_text(page, "predict-status", "model loaded in", timeout=120)
+    page.locator("#predict-drawn img").wait_for(timeout=30000)
+    assert_images_load(page, "predict-drawn", str(workspace))
+    return status
+
+
+def assert_images_load(page, elem_id: str, workspace: str) -> None:
+    """The pictures of #elem_id really load (decoded, non-zero size), from a published copy, not the workspace."""
+    page.locator(f"#{elem_id}").scroll_into_view_if_needed()  # galleries load their pictures lazily
+    page.wait_for_function(f"""() => [...document.querySelectorAll('#{elem_id} img')].length > 0 &&
+        [...document.querySelectorAll('#{elem_id} img')].every(i => i.complete && i.naturalWidth > 0)""",
+                           timeout=30000)
+    srcs = page.eval_on_selector_all(f"#{elem_id} img", "els => els.map(e => decodeURIComponent(e.src))")
+    assert srcs and not any(workspace in s for s in srcs), srcs

@@ -29,6 +29,8 @@ def formats_for_run(ws, run: str | None) -> tuple[list[tuple[str, str]], list[st
     from ..rfdetr.dispatch import family
 
     return FAMILY_FORMATS.get(family(ws, run=run) if run else "paddle", FAMILY_FORMATS["paddle"])
+
+
 TARGET_HELP = {
     "linux-cpu-python": "Linux · CPU · Python", "linux-gpu-python": "Linux · NVIDIA GPU · Python",
     "windows-cpu-python": "Windows · CPU · Python", "windows-gpu-python": "Windows · NVIDIA GPU · Python",
