@@ -3,7 +3,6 @@ imported when the image file is not there, named beside its JSON with the extens
 from __future__ import annotations
 
 import base64
-import io
 import json
 import zipfile
 

@@ -130,7 +130,6 @@ def test_paddle_and_int8_formats_are_refused_clearly(rfdetr_run, session_workspa
 def test_model_and_weights_dispatch(rfdetr_run, session_workspace):
     """--model RF-DETR-N --weights X.pth --num-classes N reaches the RF-DETR export; a wrong class count is
     an input error naming the checkpoint, not a traceback."""
-    from toolbox import errors
     from toolbox.export.source import resolve_source
 
     pth = rfdetr_run / "checkpoints" / "last" / "model.pth"

@@ -194,7 +194,6 @@ class RknnExport:
         finally:
             enc.release()
         Q = int(self.model.transformer.num_queries)
-        C = job.src.num_classes
         # decoder inputs: the simulator encoder's own selection (chained, as on a board), then onnxruntime's
         # selection (the decoder's numerics alone, whatever near-tied encoder scores did to the selection)
         chained, isolated, sim_sel = [], [], []

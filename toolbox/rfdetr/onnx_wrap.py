@@ -31,7 +31,6 @@ def _torch():
 def make_deploy_module(net: Any, num_classes: int, num_top: int = NUM_TOP, raw_outputs: bool = False):
     """`net` (an LWDETR, eval mode) wrapped: (images, orig_target_sizes) -> (labels, boxes, scores) and, with
     `raw_outputs`, also (pred_logits [N,Q,C+1], pred_boxes [N,Q,4]) of the same trace, for the raw check."""
-    torch = _torch()
     from torch import nn
 
     class DeployRFDETR(nn.Module):
