@@ -16,7 +16,7 @@ time on a shared one, are not. The script prints the load average: on a shared m
 are upper bounds, and a ratio is trustworthy only when the load stayed steady.
 
     .venv/bin/python benchmarks/bench_infer.py --int8 [--sizes 640] [--runs 30] [--calib-size 200]
-        [--dataset DIR] [--max-ap-drop 0.010]
+        [--dataset DIR] [--max-ap-drop 0.010] [--int8-plans] [--int8-recipes] [--reuse --workspace W]
 
     .venv/bin/python benchmarks/bench_infer.py --rfdetr [--sizes 384] [--runs 50] [--threads T]
 
@@ -31,6 +31,8 @@ calibrated on the train split of --dataset, default the built-in demo set genera
 size), then times FP32 and INT8 alternately, run by run (median of --runs >= 30, batch 1, onnxruntime's
 default threads), and prints their ratio, both val APs from export_report.json and the CPU flags that
 decide INT8 speed. AP figures mean something only for weights that learned the dataset (bench_learn.py).
+--int8-plans times every stage plan the export tried (latency ratio vs AP drop); --int8-recipes times the
+op sets of the recipe's history (Conv+MatMul only ... OP_TYPES), all stages INT8, from one calibration.
 """
 from __future__ import annotations
 
@@ -255,6 +257,9 @@ def add_int8_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--int8-plans", action="store_true",
                     help="--int8: also rebuild every plan the export tried and time it (the trade-off curve: "
                          "latency ratio vs AP drop per quantization choice)")
+    ap.add_argument("--int8-recipes", action="store_true",
+                    help="--int8: also time each op set of the recipe's history (Conv+MatMul only ... OP_TYPES), "
+                         "all stages INT8, against FP32 in one alternating loop")
 
 
 def cpu_flags() -> dict:
@@ -279,15 +284,14 @@ def alternate(fns: dict, runs: int, warmup: int = 3) -> dict[str, list[float]]:
     return out
 
 
-def plan_curve(d: Path, dataset_dir: Path, rep: dict, feeds: dict, args) -> None:
-    """Every plan of the export's report rebuilt (same calibration images and recipe) and timed against FP32,
-    alternating; prints latency ratio and AP drop per plan."""
+def calibrated(d: Path, dataset_dir: Path, rep: dict, tmp: Path):
+    """The export's prepared graph (written under `tmp`) and its calibration ranges, rebuilt from the same
+    train images the export used: (prepared path, ranges)."""
     import json
 
     import numpy as np
 
     from toolbox.export import onnx_int8 as Q
-    from toolbox.export.onnx import session
     from toolbox.export.paddle_static import read_infer_cfg
     from toolbox.export.runtime import load_image, normalize, resize, resize_interp
 
@@ -302,15 +306,24 @@ def plan_curve(d: Path, dataset_dir: Path, rep: dict, feeds: dict, args) -> None
         return {"images": x, "orig_target_sizes": np.array([[im.shape[1], im.shape[0]]], np.int64)}
 
     t0 = time.time()
-    tmpdir = tempfile.mkdtemp(prefix="int8_plans_")
-    prepared = Q.prepare(d / "model.onnx", Path(tmpdir) / "prepared.onnx")   # as the export did
+    prepared = Q.prepare(d / "model.onnx", tmp / "prepared.onnx")   # as the export did
     ranges = Q.calibrate(prepared, [prep(p) for p in paths])
-    print(f"  plans: calibrated on {len(paths)} images in {time.time() - t0:.0f} s", flush=True)
-    stages_of = Q.nodes_in(prepared, rep["stage_ranges"])
-    fp32 = session(d / "model.onnx", args.threads or None)
-    fp32_ap = rep["check"]["fp32"]["AP"]
-    print(f"  {'INT8 stages':<52}{'ratio':>7}{'AP drop':>9}{'matched':>9}")
+    print(f"  calibrated on {len(paths)} images in {time.time() - t0:.0f} s", flush=True)
+    return prepared, ranges
+
+
+def plan_curve(d: Path, dataset_dir: Path, rep: dict, feeds: dict, args) -> None:
+    """Every plan of the export's report rebuilt (same calibration images and recipe) and timed against FP32,
+    alternating; prints latency ratio and AP drop per plan."""
+    from toolbox.export import onnx_int8 as Q
+    from toolbox.export.onnx import session
+
     with tempfile.TemporaryDirectory() as tmp:
+        prepared, ranges = calibrated(d, dataset_dir, rep, Path(tmp))
+        stages_of = Q.nodes_in(prepared, rep["stage_ranges"])
+        fp32 = session(d / "model.onnx", args.threads or None)
+        fp32_ap = rep["check"]["fp32"]["AP"]
+        print(f"  {'INT8 stages':<52}{'ratio':>7}{'AP drop':>9}{'matched':>9}")
         for plan in rep["plans"]:
             q = Q.Int8Plan(plan["quantized"])
             path = Q.quantize_with_ranges(prepared, Path(tmp) / "plan.onnx", ranges, q.exclude(stages_of))
@@ -320,6 +333,35 @@ def plan_curve(d: Path, dataset_dir: Path, rep: dict, feeds: dict, args) -> None
             drop = fp32_ap - plan["int8_ap"]["AP"]
             print(f"  {'+'.join(q.quantized):<52}{ratio:>7.2f}{drop:>9.4f}{plan['agreement']['matched_fraction']:>9.3f}",
                   flush=True)
+
+
+def recipe_variants() -> dict[str, tuple[str, ...]]:
+    """The op sets compared by --int8-recipes (all stages INT8): the recipe's history, down to Conv+MatMul."""
+    from toolbox.export.onnx_int8 import OP_TYPES
+
+    return {"Conv+MatMul only": ("Conv", "MatMul"),
+            "+ Relu/Clip/MaxPool (merged)": ("Conv", "MatMul", "Relu", "Clip", "MaxPool"),
+            "+ ... Split, no Mul/Sigmoid": tuple(o for o in OP_TYPES if o not in ("Mul", "Sigmoid")),
+            "the recipe (OP_TYPES)": OP_TYPES}
+
+
+def recipe_curve(d: Path, dataset_dir: Path, rep: dict, feeds: dict, args) -> None:
+    """Each op set of recipe_variants, all stages INT8 from one calibration, timed in one alternating loop with
+    FP32 (every session in turn, so load hits all alike); prints each median and its ratio to FP32."""
+    from toolbox.export import onnx_int8 as Q
+    from toolbox.export.onnx import session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, ranges = calibrated(d, dataset_dir, rep, Path(tmp))
+        sessions = {"FP32 model.onnx": session(d / "model.onnx", args.threads or None)}
+        for i, (name, ops) in enumerate(recipe_variants().items()):
+            path = Q.quantize_with_ranges(prepared, Path(tmp) / f"recipe{i}.onnx", ranges, op_types=ops)
+            sessions[name] = session(path, args.threads or None)
+        ms = alternate({k: (lambda s=s: s.run(None, feeds)) for k, s in sessions.items()}, args.runs)
+    fp32 = statistics.median(ms["FP32 model.onnx"])
+    print(f"  {'op set (all stages INT8)':<34}{'ms':>9}{'ratio':>7}   load {os.getloadavg()[0]:.1f}")
+    for k, v in ms.items():
+        print(f"  {k:<34}{statistics.median(v):>9.1f}{statistics.median(v) / fp32:>7.2f}", flush=True)
 
 
 def int8_main(args, ws: Path, weights: str) -> int:
@@ -366,6 +408,8 @@ def int8_main(args, ws: Path, weights: str) -> int:
         print(f"  {size}: FP32 {f:.1f} ms, INT8 {i:.1f} ms, ratio {i / f:.2f}", flush=True)
         if args.int8_plans:
             plan_curve(d, ws / "datasets" / name, rep, feeds, args)
+        if args.int8_recipes:
+            recipe_curve(d, ws / "datasets" / name, rep, feeds, args)
     print(f"\nload average after: {os.getloadavg()[0]:.1f}; cpu {flags['cpu']}; "
           + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items() if k != "cpu"))
     print(f"{'size':>6}{'fp32 ms':>10}{'int8 ms':>10}{'ratio':>7}{'AP fp32':>9}{'AP int8':>9}{'AP50 fp32':>10}"

@@ -193,8 +193,10 @@ def calibrate(model_path: str | os.PathLike, feeds: Sequence[dict[str, np.ndarra
 
 
 def quantize_with_ranges(model_path: str | os.PathLike, out_path: str | os.PathLike, ranges,
-                         exclude: Sequence[str] = (), reduce_range: bool = True) -> Path:
-    """Write the QDQ graph (temp file then rename). `exclude`: node names kept FP32.
+                         exclude: Sequence[str] = (), reduce_range: bool = True,
+                         op_types: Sequence[str] = OP_TYPES) -> Path:
+    """Write the QDQ graph (temp file then rename). `exclude`: node names kept FP32; `op_types`: the op set
+    quantized (the recipe's; benchmarks/bench_infer.py --int8-recipes times others).
 
     reduce_range (7-bit weights) is on because the file runs on CPUs we do not know: on x86 without VNNI
     (AVX2 only) onnxruntime's u8s8 kernel saturates its 16-bit pairwise sums with 8-bit weights. Measured
@@ -205,7 +207,7 @@ def quantize_with_ranges(model_path: str | os.PathLike, out_path: str | os.PathL
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
-    ops = list(OP_TYPES)
+    ops = list(op_types)
     model = onnx.load_from_string(_shape_inferred(str(Path(model_path).resolve()), os.stat(model_path).st_mtime_ns))
     keep = sorted(set(exclude) | set(fp32_elementwise(model)))
     q = QDQQuantizer(model, True, reduce_range, QuantType.QInt8, QuantType.QUInt8, ranges, [], keep, ops, {})
