@@ -2,6 +2,7 @@
 drive Debian's Chromium with Playwright, and save screenshots under test-artifacts/ui/."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -223,8 +225,6 @@ def build_and_download_zip(page, dest: Path, screenshot: str, target: str = "lin
     with page.expect_download(timeout=60000) as dl:
         button.click()
     dl.value.save_as(dest)
-    import zipfile
-
     with zipfile.ZipFile(dest) as z:
         assert z.testzip() is None
     return dest
@@ -233,9 +233,6 @@ def build_and_download_zip(page, dest: Path, screenshot: str, target: str = "lin
 def run_zip_demo(zip_path: Path, root: Path, *args: str) -> tuple[Path, list[dict]]:
     """Unpack an SDK zip under `root` and run its demo.py on its sample image, as its README says; returns
     (the demo's folder, the demo's results.json)."""
-    import json
-    import zipfile
-
     with zipfile.ZipFile(zip_path) as z:
         z.extractall(root / "sdk")
     demo_dir = next((root / "sdk").rglob("demo.py")).parent
