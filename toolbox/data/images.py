@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,26 +43,35 @@ def probe_file(path: Path | None) -> ImageInfo:
 
 
 def place(src: Path, dst: Path, orientation: int) -> None:
-    """Put `src` at `dst` upright: rotated copy if EXIF says so, else hard link, else copy."""
+    """Put `src` at `dst` upright: rotated copy if EXIF says so, else hard link, else copy.
+
+    Two splits may list the same file, and the scanner's threads may place it at the same moment:
+    each writes its own temporary name and renames it over `dst`, so the loser of that race
+    replaces the file with identical bytes instead of failing (a bare `os.link` then raised
+    FileExistsError, and the copy fallback SameFileError), and `dst` is never a partial copy.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists():
-        return  # the same file listed by two splits
-    if orientation != 1:
-        with Image.open(src) as im:
-            fmt = im.format or "JPEG"
-            upright = ImageOps.exif_transpose(im)
-            kwargs = {"quality": 95} if fmt == "JPEG" else {}
-            exif = upright.info.get("exif")
-            if exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
-                kwargs["exif"] = exif
-            tmp = dst.with_name(f".{dst.name}.tmp")
-            upright.save(tmp, format=fmt, **kwargs)
-            os.replace(tmp, dst)
-        return
+        return  # the same file listed by two splits, already placed
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        if orientation != 1:
+            with Image.open(src) as im:
+                fmt = im.format or "JPEG"
+                upright = ImageOps.exif_transpose(im)
+                kwargs = {"quality": 95} if fmt == "JPEG" else {}
+                exif = upright.info.get("exif")
+                if exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+                    kwargs["exif"] = exif
+                upright.save(tmp, format=fmt, **kwargs)
+        else:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copy2(src, tmp)
+        os.replace(tmp, dst)  # a no-op when both are links to one file: the finally removes tmp
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class ImageScanner:
