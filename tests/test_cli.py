@@ -22,6 +22,11 @@ def test_usage_error_exit_code_is_2():
     assert "error:" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_learning_rate_of_zero_is_refused_before_training():
+    r = run_cli("train", "--dataset", "d", "--model", "RT-DETR-R18", "--lr", "0")
+    assert r.returncode == 2 and "argument --lr: must be above 0, got 0" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_runs_delete_unknown_is_usage_error(workspace, capsys):
     code = main(["--workspace", str(workspace.root), "runs", "delete", "nope"])
     assert code == 2

@@ -14,9 +14,9 @@ import json
 import pytest
 
 from tests.rfdetr_support import RF_SIZE
-from tests.ui_support import (App, browser, build_and_download_zip, evaluate_run, export_run, fill_form,
-                              import_dataset, open_tab, pick, predict_on_page, run_zip_demo, shot, stop_jobs,
-                              text_of, tiny_source, wait_text)
+from tests.ui_support import (App, assert_form, browser, build_and_download_zip, evaluate_run, export_run,
+                              fill_form, fill_number, import_dataset, open_tab, pick, predict_on_page, run_zip_demo,
+                              shot, stop_jobs, text_of, tiny_source, wait_text, wait_value)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("needs_rfdetr")]
 
@@ -35,24 +35,26 @@ def test_rfdetr_whole_wizard(tmp_path):
             # 2. Train: the picker's RF-DETR-N, its own recipe in the form, options set as a user would
             open_tab(page, "2 · Train")
             pick(page, "train-dataset", "parts")
+            page.get_by_text("Training options").click()
             pick(page, "train-model", "RF-DETR-N")
+            # typed at once, before RF-DETR's defaults reach the form (the first pick imports rfdetr,
+            # seconds): the refill must fill the untouched boxes and keep these
+            typed = {f"train-opt-{elem}": value for elem, value in (
+                ("epochs", 1), ("max-steps", 3), ("batch-size", 2), ("input-size", RF_SIZE), ("log-interval", 1),
+                ("num-workers", 0))}
+            for elem, value in typed.items():
+                fill_number(page, elem, value)
+            # the form shows rfdetr's recipe for the picked model: 4 x 4 = rfdetr's effective batch of 16
+            wait_value(page, "train-opt-grad-accum-steps", "4", timeout=60)
+            page.wait_for_timeout(1000)
+            assert_form(page, typed)
+            fill_form(page, {"train-opt-grad-accum-steps": 1})  # R18's default too: typed after the refill
             page.locator("#train-run input, #train-run textarea").first.fill("rfwiz")
             pick(page, "train-pretrained", "none")
-            page.get_by_text("Training options").click()
-            # the form shows rfdetr's recipe for the picked model: 4 x 4 = rfdetr's effective batch of 16
-            accum = page.locator("#train-opt-grad-accum-steps input").first
-            for _ in range(30):  # the model's change event refills the form
-                if accum.input_value() == "4":
-                    break
-                page.wait_for_timeout(500)
-            assert accum.input_value() == "4", shot(page, "rfdetr-2-train-form")
-            fill_form(page, {f"train-opt-{elem}": value for elem, value in (
-                ("epochs", 1), ("max-steps", 3), ("batch-size", 2), ("grad-accum-steps", 1),
-                ("input-size", RF_SIZE), ("log-interval", 1), ("num-workers", 0))})
             page.locator("#train-overrides textarea").first.fill("train.multi_scale=false")
             page.locator("#train-start").click()
             wait_text(page, "train-message", "Started job", timeout=60)
-            wait_text(page, "train-status", "ok", timeout=600)
+            wait_text(page, "train-status", "ok", timeout=600, unless="failed")
             wait_text(page, "train-summary", "finished", timeout=30)
             run_dir = ws / "runs" / "rfwiz"
             assert (run_dir / "checkpoints" / "best" / "model.pth").is_file()

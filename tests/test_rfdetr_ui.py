@@ -65,6 +65,26 @@ def test_form_command_line_for_rfdetr(tmp_path):
     assert "--sampling" not in args and "--warmup-steps" not in args and "--batch-size" not in args
 
 
+def test_model_change_keeps_what_the_user_typed():
+    """Switching the picker from RT-DETR-R18 to RF-DETR-N refills the boxes still showing R18's defaults
+    with RF-DETR's (its gradient accumulation 4) and keeps the ones the user changed, also when the same
+    pick is reported twice (the refill then changes nothing)."""
+    from toolbox.ui.train import KEEP, OPTIONS, option_defaults, refilled
+
+    flags = [f for f, *_ in OPTIONS]
+    r18, rf = option_defaults("RT-DETR-R18"), option_defaults("RF-DETR-N")
+    assert r18["--grad-accum-steps"] != rf["--grad-accum-steps"] == 4
+    typed = {"--epochs": 1, "--max-steps": 3, "--lr": 0.0005}
+    assert all(r18[f] != v for f, v in typed.items())  # else they would count as untouched
+    boxes = [typed.get(f, r18.get(f)) for f in flags]
+    filled = dict(zip(flags, refilled(flags, rf, r18, boxes)))
+    assert {f for f, v in filled.items() if v is KEEP} == set(typed)
+    assert filled["--grad-accum-steps"] == 4 and filled["--input-size"] == rf["--input-size"]
+    now = [typed[f] if f in typed else filled[f] for f in flags]  # the form after that refill
+    again = refilled(flags, rf, rf, now)  # the same pick, reported a second time
+    assert [n if a is KEEP else a for n, a in zip(now, again)] == now
+
+
 def test_predict_page_loads_an_rfdetr_run(session_workspace, tiny_dataset, rfdetr_run):
     """The Predict page's source for an RF-DETR run is its best model.pth, predicted through toolbox.rfdetr,
     the second call reusing the loaded model."""

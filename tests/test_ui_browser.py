@@ -3,7 +3,9 @@ dataset (check → train a few steps → evaluate → export ONNX → SDK zip do
 and an app restart in the middle of a training job. Screenshots of each page: test-artifacts/ui/."""
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 import zipfile
 from urllib.parse import urlparse
 
@@ -11,21 +13,28 @@ import pytest
 
 from tests.ui_support import (App, assert_images_load, browser, build_and_download_zip, evaluate_run, export_run,
                               fill_form, import_dataset, open_tab, pick, predict_on_page, run_zip_demo, shot,
-                              stop_jobs, text_of, tiny_source, wait_text)
+                              stop_jobs, text_of, tiny_source, wait_text, wait_value)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _start_training(page, dataset: str, run: str, max_steps: int, epochs: int = 1, batch_size: int = 2) -> None:
+def _start_training(page, ws, dataset: str, run: str, max_steps: int, epochs: int = 1, batch_size: int = 2) -> None:
     open_tab(page, "2 · Train")
     pick(page, "train-dataset", dataset)
     pick(page, "train-model", "tiny-test")
     page.locator("#train-run input, #train-run textarea").first.fill(run)
     page.get_by_text("Training options").click()
+    # tiny-test's defaults have reached the form (its 128 px): a box typed equal to R18's default (batch 4)
+    # would otherwise count as untouched and take tiny-test's
+    wait_value(page, "train-opt-input-size", "128")
     fill_form(page, {"train-opt-epochs": epochs, "train-opt-max-steps": max_steps,
                      "train-opt-batch-size": batch_size, "train-opt-log-interval": 1, "train-opt-num-workers": 0})
     page.locator("#train-start").click()
     wait_text(page, "train-message", "Started job", timeout=60)
+    # the blank learning-rate and warm-up boxes pass nothing (Gradio's number box once sent them as 0)
+    [args] = [json.loads(a) for a, in sqlite3.connect(ws / "toolbox.db").execute(
+        "select args from jobs where kind = 'train' and name = ?", (run,))]
+    assert "--lr" not in args and "--warmup-steps" not in args, args
 
 
 def test_whole_wizard(tmp_path):
@@ -54,8 +63,8 @@ def test_whole_wizard(tmp_path):
 
             # 2. Train the tiny model 2 epochs of 3 steps, evaluated after each: numeric curves, and an
             #    idle page that does not redraw
-            _start_training(page, "parts", "wiz", max_steps=0, epochs=2, batch_size=4)
-            wait_text(page, "train-status", "ok", timeout=400)
+            _start_training(page, ws, "parts", "wiz", max_steps=0, epochs=2, batch_size=4)
+            wait_text(page, "train-status", "ok", timeout=400, unless="failed")
             wait_text(page, "train-summary", "finished", timeout=30)
             _assert_curves(page, ws / "runs" / "wiz" / "events.jsonl", n_evals=2)
             shot(page, "2-train")
@@ -121,7 +130,7 @@ def test_restart_mid_training(tmp_path):
             page = b.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(app.url)
             wait_text(page, "data-status", "check passed", timeout=120)
-            _start_training(page, "demo", "long", max_steps=2000, epochs=250)
+            _start_training(page, ws, "demo", "long", max_steps=2000, epochs=250)
             _wait_step(page, 1, timeout=300)  # a log event arrived
             shot(page, "7-train-before-restart")
         app.stop()

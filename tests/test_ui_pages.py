@@ -36,6 +36,17 @@ def test_train_command_line_only_passes_what_changed(tmp_path):
             build_args(*bad, "cpu", "default", "", "", {}, {}, guard=guard)
     with pytest.raises(UsageError, match="KEY=VALUE"):
         build_args("d", "m", "r", "cpu", "default", "", "oops", {}, {}, guard=guard)
+    # the blank-able boxes (learning rate, warm-up) are text: blank passes nothing, a typed value its number
+    args, _ = build_args("demo", "RT-DETR-R18", "r", "cpu", "none", "", "", {"--lr": " ", "--warmup-steps": ""},
+                         defaults, guard=guard)
+    assert "--lr" not in args and "--warmup-steps" not in args
+    args, _ = build_args("demo", "RT-DETR-R18", "r", "cpu", "none", "", "", {"--lr": "2e-4", "--warmup-steps": "0"},
+                         defaults, guard=guard)
+    assert args[args.index("--lr") + 1] == "0.0002" and args[args.index("--warmup-steps") + 1] == "0"
+    for values, match in [({"--lr": "0"}, "Learning rate: must be above 0"), ({"--lr": "fast"}, "'fast' is not a number"),
+                          ({"--warmup-steps": "1.5"}, "Warm-up steps: '1.5' is not a whole number")]:
+        with pytest.raises(UsageError, match=match):
+            build_args("demo", "RT-DETR-R18", "r", "cpu", "none", "", "", values, defaults, guard=guard)
 
 
 def test_resume_reuses_the_jobs_arguments():

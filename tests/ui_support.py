@@ -134,30 +134,39 @@ def fill_number(page, elem_id: str, value) -> None:
     box.press("Tab")
 
 
-def fill_form(page, values: dict[str, object], settle_s: float = 1.5, rounds: int = 10) -> None:
-    """Fill the number boxes {elem_id: value} and keep them filled: a change event still in Gradio's queue
-    (a slow model's defaults refilling the form, or the same pick reported twice) can overwrite a box after
-    it was typed, so the boxes are re-read after `settle_s` and refilled until two reads in a row agree."""
+def fill_form(page, values: dict[str, object], settle_s: float = 1.5) -> None:
+    """Fill the number boxes {elem_id: value}, then check after `settle_s` that they kept the values: a
+    model change's refill still in Gradio's queue must not overwrite what was typed
+    (toolbox.ui.train.refilled)."""
+    for k, v in values.items():
+        fill_number(page, k, v)
+    page.wait_for_timeout(int(settle_s * 1000))
+    assert_form(page, values)
+
+
+def assert_form(page, values: dict[str, object]) -> None:
     want = {k: str(v) for k, v in values.items()}
-    stable = 0
-    for _ in range(rounds):
-        wrong = [k for k, v in want.items() if page.locator(f"#{k} input").first.input_value() != v]
-        for k in wrong:
-            fill_number(page, k, want[k])
-        stable = stable + 1 if not wrong else 0
-        if stable == 2:
-            return
-        page.wait_for_timeout(int(settle_s * 1000))
-    raise AssertionError(f"the form never kept {want}: " + ", ".join(
-        f"{k}={page.locator(f'#{k} input').first.input_value()!r}" for k in want))
+    got = {k: page.locator(f"#{k} input").first.input_value() for k in want}
+    assert got == want, f"the form did not keep what was typed: {got}, typed {want}"
+
+
+def wait_value(page, elem_id: str, value: str, timeout: float = 30) -> None:
+    """Wait until the box #elem_id shows `value` (a change event refilled it)."""
+    box = page.locator(f"#{elem_id} input").first
+    deadline = time.time() + timeout
+    while box.input_value() != value:
+        if time.time() > deadline:
+            raise AssertionError(f"#{elem_id} shows {box.input_value()!r}, not {value!r}, after {timeout:.0f} s")
+        page.wait_for_timeout(250)
 
 
 def text_of(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id}").inner_text()
 
 
-def wait_text(page, elem_id: str, needle: str, timeout: float = 300) -> str:
-    """Wait until #elem_id's text contains `needle` (case-insensitive); returns the text."""
+def wait_text(page, elem_id: str, needle: str, timeout: float = 300, unless: str | None = None) -> str:
+    """Wait until #elem_id's text contains `needle` (case-insensitive); returns the text. Fails at once
+    when the text shows `unless` instead (a job that failed need not be waited for)."""
     deadline = time.time() + timeout
     text = ""
     while time.time() < deadline:
@@ -167,6 +176,8 @@ def wait_text(page, elem_id: str, needle: str, timeout: float = 300) -> str:
             text = ""
         if needle.lower() in text.lower():
             return text
+        if unless and unless.lower() in text.lower():
+            raise AssertionError(f"#{elem_id} shows '{unless}', waiting for '{needle}':\n{text[-1500:]}")
         page.wait_for_timeout(1000)
     raise AssertionError(f"#{elem_id} never showed '{needle}' in {timeout:.0f} s; last text:\n{text[-1500:]}")
 

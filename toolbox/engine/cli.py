@@ -20,6 +20,17 @@ Exit codes: 0 ok, 1 bad dataset, 2 bad options, 3 runtime failure (offline downl
 memory), 130 cancelled."""
 
 
+def positive_float(text: str) -> float:
+    """argparse type of --lr: a rate of 0 (or below) trains nothing, and says so before the run starts."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     _train(sub, common)
     _eval(sub, common)
@@ -49,7 +60,7 @@ def _train(sub, common) -> None:
     s.add_argument("--batch-size", type=int, help="images per device per step (default: the recipe's per-GPU batch)")
     s.add_argument("--grad-accum-steps", type=int,
                    help="accumulate gradients over N batches per optimizer step (effective batch = batch x N x devices)")
-    s.add_argument("--lr", type=float, help="base learning rate for the recipe's global batch (16 for the published "
+    s.add_argument("--lr", type=positive_float, help="base learning rate for the recipe's global batch (16 for the published "
                    "recipes); scaled linearly to your effective batch, the value used is logged")
     s.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up length in optimizer steps")
     s.add_argument("--seed", type=int, help="random seed (data order, augmentation, initialisation)")

@@ -28,14 +28,15 @@ PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
 AMP_HELP = "faster on recent GPUs; off on the CPU (the engine only runs it on a GPU)"
 
-# (flag, label, kind, help) for every training option; kind: int, float, text, bool, choice:a|b
+# (flag, label, kind, help) for every training option; kind: int, float, text, bool, choice:a|b; int? and float?
+# are numbers that may be left blank (the engine then derives them), shown as text boxes
 OPTIONS = [
     ("--epochs", "Epochs", "int", "passes over the training images"),
     ("--max-steps", "Max steps", "int", "stop after this many steps (0: no limit); handy for a quick try"),
     ("--batch-size", "Batch size (per device)", "int", "images per step on each device; lower it on out-of-memory"),
     ("--grad-accum-steps", "Gradient accumulation", "int", "steps summed before each update (a bigger effective batch)"),
-    ("--lr", "Learning rate", "float", "blank: the recipe's base rate (1e-4), used as given at any batch (the log shows the rate in use)"),
-    ("--warmup-steps", "Warm-up steps", "int", "linear learning-rate warm-up at the start; blank: 5 % of the planned steps, at most 2000 (the plan shows the number)"),
+    ("--lr", "Learning rate", "float?", "blank: the recipe's base rate (1e-4), used as given at any batch (the log shows the rate in use)"),
+    ("--warmup-steps", "Warm-up steps", "int?", "linear learning-rate warm-up at the start; blank: 5 % of the planned steps, at most 2000 (the plan shows the number)"),
     ("--input-size", "Input size", "int", "square training size S in pixels (multiple of 32); blank: the model's"),
     ("--sampling", "Decoder sampling", "choice:grid|discrete", "discrete: the deployment-friendly RT-DETRv2 variant"),
     ("--eval-interval", "Evaluate every (epochs)", "int", "how often mAP on the validation set is measured"),
@@ -145,10 +146,9 @@ def build_args(dataset: str, model: str, run: str, device: str, pretrained: str,
             if value:
                 args.append(flag)
             continue
-        if kind == "int":
-            value = int(value)
-        elif kind == "float":
-            value = float(value)
+        value = form_number(flag, _label, kind, value)
+        if value is None:
+            continue
         if flag == "--max-steps" and not value:
             continue
         if _same(value, defaults.get(flag)):
@@ -189,6 +189,47 @@ def checked_config(guard: PathGuard, value: str) -> str:
         return str(guard.check(path))
     except UsageError as e:
         raise UsageError(f"Model config: {e}") from None
+
+
+def form_number(flag: str, label: str, kind: str, value):
+    """A number box's value as the int/float its option takes; None for a blank optional box; text kinds
+    unchanged. A typed value that is no number (or a learning rate that is not above 0) is a UsageError
+    naming the box."""
+    if not kind.startswith(("int", "float")):
+        return value
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{label}: '{value}' is not a number") from None
+    if kind.startswith("int"):
+        if number != int(number):
+            raise UsageError(f"{label}: '{value}' is not a whole number")
+        return int(number)
+    if flag == "--lr" and not number > 0:
+        raise UsageError(f"{label}: must be above 0 (blank: the recipe's rate), got {value}")
+    return number
+
+
+KEEP = object()  # refilled(): leave the box as it is
+
+
+def refilled(flags: list[str], new: dict, old: dict | None, values) -> list:
+    """What a model change writes into each option box, in `flags` order: the new model's default where
+    the box still shows the default it was filled with (`old`), KEEP where the user changed it.
+
+    Why: picking a model can take seconds to answer (the first RF-DETR pick imports rfdetr, a change
+    event can be reported twice), and a refill that lands after the user typed used to overwrite their
+    values. A value typed equal to the old default counts as untouched and takes the new default.
+    """
+    out = []
+    for flag, value in zip(flags, values):
+        edited = old is not None and not (_same(value, old.get(flag)) or (value in (None, "") and old.get(flag) is None))
+        out.append(KEEP if edited else new.get(flag))
+    return out
 
 
 def _same(a, b) -> bool:
@@ -266,13 +307,20 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
                 elif kind.startswith("choice:"):
                     widgets[flag] = gr.Dropdown(kind.split(":", 1)[1].split("|"), value=value or "grid",
                                                 label=label, info=help_, elem_id=elem, min_width=200)
+                elif kind.endswith("?"):
+                    # a text box: Gradio 6 shows a gr.Number holding None as 0 and sends 0 on Start, so a blank
+                    # learning rate became --lr 0.0 and a blank (auto) warm-up --warmup-steps 0
+                    widgets[flag] = gr.Textbox(value="" if value is None else str(value), label=label, info=help_,
+                                               elem_id=elem, placeholder="blank: automatic", max_lines=1,
+                                               min_width=200)
                 else:
                     widgets[flag] = gr.Number(value=value, label=label, info=help_, elem_id=elem,
                                               precision=0 if kind == "int" else None, min_width=200)
         extra = gr.Textbox(label="Config overrides (-o KEY=VALUE, one a line)", lines=2,
                            placeholder="train.ema_decay=0.999", elem_id="train-overrides")
     flags = [f for f, *_ in OPTIONS]
-    defaults_state = gr.State(defaults)
+    defaults_state = gr.State(defaults)  # the defaults the boxes were last filled with
+    model_defaults = gr.State(None)  # the picked model's defaults, before they reach the boxes
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         resume = gr.Button("Resume the followed run", elem_id="train-resume")
@@ -297,10 +345,15 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
 
     def on_model(m):
         try:
-            d = option_defaults(m)
+            return option_defaults(m)  # can take seconds: the first RF-DETR pick imports rfdetr
         except ToolboxError:  # a typed name or path that is no model (yet): Start says why
+            return None
+
+    def on_model_defaults(new, old, *vals):
+        if new is None:
             return (gr.skip(), *[gr.skip()] * len(flags))
-        return (d, *[gr.update(value=d.get(f) if d.get(f) is not None else None) for f in flags])
+        filled = refilled(flags, new, old, vals)
+        return (new, *[gr.skip() if v is KEEP else gr.update(value=v) for v in filled])
 
     def on_start(ds, m, r, dev, pre, init, ex, dflt, *vals):
         try:
@@ -354,7 +407,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
             elif flag == "--amp":
                 out[key] = bool(v) and not is_cpu(dev) or None
             else:
-                out[key] = int(v) if kind == "int" else float(v) if kind == "float" else v
+                out[key] = form_number(flag, _l, kind, v)
         out["device"] = (dev or "cpu").strip()
         return out
 
@@ -409,7 +462,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> list[gr.Timer]:
     propose.click(on_propose, [dataset, model, device, defaults_state], list(widgets.values()),
                   api_visibility="private")
     measure.click(on_measure, [dataset, model, device], [message, *follower.outputs()], api_visibility="private")
-    model.change(on_model, [model], [defaults_state, *widgets.values()], api_visibility="private")
+    # two steps, so that the boxes are read after the (slow) defaults are known, not when the model was
+    # picked: whatever was typed meanwhile is then seen, and kept (refilled)
+    model.change(on_model, [model], [model_defaults], api_visibility="private", show_progress="hidden").then(
+        on_model_defaults, [model_defaults, defaults_state, *widgets.values()], [defaults_state, *widgets.values()],
+        api_visibility="private", show_progress="hidden")
     device.change(amp_box, [device], [widgets["--amp"]], api_visibility="private")
     start.click(on_start, [dataset, model, run, device, pretrained, init_from, extra, defaults_state,
                            *widgets.values()], [message, *follower.outputs()], api_visibility="private")
