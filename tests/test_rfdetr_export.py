@@ -225,7 +225,9 @@ def test_compare_raw_rank_swap_needs_the_same_proposals_and_one_strict_image():
 @pytest.mark.slow
 def test_full_size_nano_export_passes_its_check(tmp_path):
     """RF-DETR-N at its default 384 (random init, class head seeded so scores spread), exported with the
-    check; the graph runs with any batch size."""
+    check, ONNX and RKNN; the ONNX graph runs with any batch size, and rknn-toolkit2 converts the full-size
+    graph in one attempt (RF_DISABLE_RULES), GridSample and TopK on the board's CPU, its simulator
+    matching onnxruntime (66 of 80 detections here; FP16_MIN_MATCHED is 80 %)."""
     import onnxruntime as ort
 
     from toolbox.export.api import export
@@ -234,9 +236,13 @@ def test_full_size_nano_export_passes_its_check(tmp_path):
     from toolbox.workspace import Workspace
 
     weights, samples = write_seeded_checkpoint("RF-DETR-N", tmp_path / "seed", num_classes=3)
-    out = export(model="RF-DETR-N", weights=str(weights), num_classes=3, samples=samples,
+    out = export(model="RF-DETR-N", weights=str(weights), num_classes=3, samples=samples, formats="onnx,rknn",
                  workspace=Workspace(tmp_path / "ws").ensure(), progress=False)
     report = json.loads((out / "export_report.json").read_text(encoding="utf-8"))
+    rk = report["formats"]["rknn"]
+    assert rk["converted"] and rk["passed"] and rk["attempts"] == 1, {k: rk.get(k) for k in ("reason", "attempts")}
+    assert {"GridSample", "TopK"} <= set(rk["cpu_ops"]) and rk["check"]["detections"]["compared"] == 80
+    assert (out / "rknn" / "model_rk3588_fp16.rknn").stat().st_size > 1_000_000
     check = report["formats"]["onnx"]["check"]
     assert report["ok"] and report["source"]["input_size"] == 384
     assert check["raw_atol"] < 1e-3 and check["raw_comparison"]["strict_images"]
