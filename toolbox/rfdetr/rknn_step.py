@@ -35,7 +35,7 @@ from ..export.rknn import DISABLE_RULES, TARGET
 
 MAX_ATTEMPTS = 6
 # rknn-toolkit2 2.5.0's two SDPA fusions fail the build on the DINOv2 backbone's windowed attention
-# (RF-DETR-N at 384: two failed attempts of ~20 s each before the retry loop disabled them), so they
+# (RF-DETR-N at 384: two failed attempts before the retry loop disabled them, rknn step 96 s; 67 s), so they
 # start disabled; a build rule that fails on another size or version is still found by the retries
 RF_DISABLE_RULES = [*DISABLE_RULES, "fuse_matmul_softmax_matmul_to_sdpa",
                     "fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa"]

@@ -6,6 +6,7 @@ builds the command line and follows the run's events.jsonl.
 """
 from __future__ import annotations
 
+import argparse
 import html
 import re
 from datetime import datetime
@@ -14,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from ..engine.cli import positive_float
 from ..engine.config import TRAIN_DEFAULTS, model_recipe, parse_overrides
 from ..errors import ToolboxError, UsageError
 from ..models import list_models, load_config
@@ -193,7 +195,7 @@ def checked_config(guard: PathGuard, value: str) -> str:
 
 def form_number(flag: str, label: str, kind: str, value):
     """A number box's value as the int/float its option takes; None for a blank optional box; text kinds
-    unchanged. A typed value that is no number (or a learning rate that is not above 0) is a UsageError
+    unchanged. A typed value that is no number (or a learning rate the CLI would refuse) is a UsageError
     naming the box."""
     if not kind.startswith(("int", "float")):
         return value
@@ -209,8 +211,11 @@ def form_number(flag: str, label: str, kind: str, value):
         if number != int(number):
             raise UsageError(f"{label}: '{value}' is not a whole number")
         return int(number)
-    if flag == "--lr" and not number > 0:
-        raise UsageError(f"{label}: must be above 0 (blank: the recipe's rate), got {value}")
+    if flag == "--lr":  # the CLI's own rule, so the form says it before a job is started
+        try:
+            positive_float(str(value))
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"{label}: {e} (blank: the recipe's rate)") from None
     return number
 
 
